@@ -1,0 +1,1 @@
+"""The application shell: Streamlit resources, auth, state, components, and the CLI."""

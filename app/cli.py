@@ -1,0 +1,248 @@
+"""The `fraudlens` command line (DESIGN.md's contract). No Streamlit here.
+
+Every command exits non-zero with a one-line reason on bad input and leaves the workspace
+unchanged when it fails; long work shows progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from data_access.errors import FraudLensError, ValidationError
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(f"{path}: no such file")
+    if p.suffix == ".parquet":
+        return pd.read_parquet(p)
+    if p.suffix == ".csv":
+        return pd.read_csv(p)
+    raise ValidationError(f"{path}: use a .parquet or .csv file")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobs.demo import build_demo
+
+    build_demo(args.workspace or "workspace", rows=args.rows, seed=args.seed,
+               explain=not args.no_explain)
+    return 0
+
+
+def _workspace(args: argparse.Namespace):
+    from data_access.workspace import Workspace
+
+    return Workspace.at(args.workspace)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    manifests = _workspace(args).registry.list()
+    if args.json:
+        print(json.dumps([m.to_dict() for m in manifests], indent=2, sort_keys=True))
+        return 0
+    if not manifests:
+        print("No models registered. Run `fraudlens demo` or `fraudlens models register`.")
+        return 0
+    print(f"{'model':<24} {'framework':<9} {'stage':<10} {'ROC AUC':>8} {'PR AUC':>7}  created")
+    for m in manifests:
+        print(f"{m.key:<24} {m.framework:<9} {m.stage:<10} {m.metrics['roc_auc']:>8.4f} "
+              f"{m.metrics['pr_auc']:>7.4f}  {m.created_at}")
+    return 0
+
+
+def cmd_models_register(args: argparse.Namespace) -> int:
+    from data_access.schema import FeatureSchema
+    from data_access.warehouse import warehouse_path
+    from data_access.workspace import sync_models
+
+    ws = _workspace(args)
+    artifact = Path(args.file)
+    if not artifact.is_file():
+        raise ValidationError(f"{args.file}: no such file")
+    schema_path = Path(args.schema)
+    if not schema_path.is_file():
+        raise ValidationError(f"{args.schema}: no such schema file")
+    schema = FeatureSchema.from_json(schema_path.read_bytes())
+    name = "model" + artifact.suffix
+    metrics = json.loads(args.metrics) if args.metrics else None
+    manifest = ws.registry.register(artifact.read_bytes(), name=args.name, version=args.version,
+                                    framework_name=args.framework, artifact_name=name,
+                                    schema=schema, metrics=metrics)
+    ws.registry.load(manifest)  # proves the framework can parse what was registered
+    if warehouse_path(ws.path).exists():
+        con = ws.writer()
+        try:
+            sync_models(con, ws.registry)
+        finally:
+            con.close()
+    print(f"registered {manifest.key} ({manifest.framework}, sha256 {manifest.sha256[:12]}…)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from data_access.warehouse import import_frames
+
+    ws = _workspace(args)
+    txns = _read_table(args.file)
+    labels = _read_table(args.labels) if args.labels else None
+    for manifest in ws.registry.list():
+        manifest.feature_schema.check_frame(txns)
+    con = ws.writer(create=True)
+    try:
+        result = import_frames(con, txns, labels)
+    finally:
+        con.close()
+    print(f"imported {result.transactions_added:,} transactions "
+          f"({result.transactions_skipped:,} already present), {result.labels_added:,} labels")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from jobs.scoring import score_transactions
+
+    ws = _workspace(args)
+    model = ws.registry.load(args.model)
+    con = ws.writer()
+    try:
+        n = score_transactions(con, model)
+    finally:
+        con.close()
+    print(f"scored {n:,} new transactions with {model.key}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from jobs.explain import fill_store
+
+    ws = _workspace(args)
+    model = ws.registry.load(args.model)
+    con = ws.writer()
+    try:
+        n = fill_store(con, model, since=args.since, until=args.until, sample=args.sample,
+                       seed=args.seed)
+    finally:
+        con.close()
+    print(f"stored SHAP values for {n:,} new transactions of {model.key}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from data_access import shap_store
+    from data_access.exports import write_csv, write_parquet
+    from data_access.shap_store import Cohort
+
+    ws = _workspace(args)
+    manifest = ws.registry.resolve(args.model)
+    con = ws.reader()
+    try:
+        segments = manifest.feature_schema.categorical
+        cohort = Cohort(since=args.since, until=args.until)
+        if args.what == "shap-values":
+            frame = shap_store.values(con, manifest.key, cohort, segments)
+            if frame.empty:
+                raise ValidationError(f"No SHAP values stored for {manifest.key}; run "
+                                      f"`fraudlens explain --model {manifest.key}`")
+            frame = frame.drop(columns=["flagged"])
+        else:
+            frame = shap_store.summary(con, manifest.key, cohort, segments)
+    finally:
+        con.close()
+    out = Path(args.out)
+    if args.what == "shap-values" and out.suffix == ".parquet":
+        result = write_parquet(frame, out)
+    elif out.suffix == ".csv":
+        result = write_csv(frame, out)
+    else:
+        raise ValidationError(f"{args.out}: use .csv" + (" or .parquet"
+                              if args.what == "shap-values" else ""))
+    print(f"wrote {result.rows:,} rows to {result.path} (sha256 {result.sha256[:12]}…)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fraudlens", description=__doc__.splitlines()[0])
+    p.add_argument("--workspace", default=None,
+                   help="workspace folder (default: $FRAUDLENS_WORKSPACE or ./workspace)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="build the demo workspace end to end")
+    d.add_argument("--rows", type=int, default=100_000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--no-explain", action="store_true", help="skip filling the SHAP store")
+    d.set_defaults(func=cmd_demo)
+
+    models = sub.add_parser("models", help="the model registry").add_subparsers(
+        dest="models_command", required=True)
+    ml = models.add_parser("list", help="registered models, stage, holdout metrics")
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_models_list)
+    mr = models.add_parser("register", help="register a model trained elsewhere")
+    mr.add_argument("file")
+    mr.add_argument("--name", required=True)
+    mr.add_argument("--version", required=True)
+    mr.add_argument("--framework", required=True, choices=["xgboost", "catboost"])
+    mr.add_argument("--schema", required=True, help="feature schema JSON")
+    mr.add_argument("--metrics", help='holdout metrics as JSON, e.g. {"roc_auc":0.9,"pr_auc":0.4}')
+    mr.set_defaults(func=cmd_models_register)
+
+    imp = sub.add_parser("import", help="import data into the warehouse").add_subparsers(
+        dest="import_what", required=True)
+    it = imp.add_parser("transactions", help="transactions (.parquet/.csv) and labels")
+    it.add_argument("file")
+    it.add_argument("--labels")
+    it.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("score", help="score transactions with a model")
+    s.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    s.set_defaults(func=cmd_score)
+
+    e = sub.add_parser("explain", help="fill the SHAP store for a model")
+    e.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    e.add_argument("--since", type=_date)
+    e.add_argument("--until", type=_date)
+    e.add_argument("--sample", type=int)
+    e.add_argument("--seed", type=int, default=7)
+    e.set_defaults(func=cmd_explain)
+
+    ex = sub.add_parser("export", help="write SHAP values or summaries").add_subparsers(
+        dest="what", required=True)
+    for what in ("shap-values", "shap-summary"):
+        x = ex.add_parser(what)
+        x.add_argument("--model", required=True)
+        x.add_argument("--since", type=_date)
+        x.add_argument("--until", type=_date)
+        x.add_argument("--out", required=True)
+        x.set_defaults(func=cmd_export, what=what)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FraudLensError as exc:
+        print(f"fraudlens: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fraudlens: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data access: the DuckDB warehouse, model registries, audit trail and export writers."""

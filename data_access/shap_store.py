@@ -1,0 +1,204 @@
+"""The SHAP store: one wide table per model version, filled in chunks, aggregated in SQL.
+
+`shap_tables` records which table holds which model's values, so identifiers are never
+built from user input. Every chunk is written in its own transaction after its additivity
+check, so a killed job leaves whole chunks only and a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from data_access.errors import ValidationError, WarehouseError
+from data_access.schema import FeatureSchema
+from data_access.warehouse import fetch_df, quote_ident, table_names, transaction
+
+SHAP_TABLES_DDL = """CREATE TABLE IF NOT EXISTS shap_tables (
+    model_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, features VARCHAR NOT NULL)"""
+
+
+def table_for(model_id: str) -> str:
+    return "shap_" + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, model_id: str, schema: FeatureSchema) -> str:
+    con.execute(SHAP_TABLES_DDL)
+    table = table_for(model_id)
+    row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
+                      [model_id]).fetchone()
+    if row is not None:
+        if json.loads(row[1]) != schema.names:
+            raise WarehouseError(f"SHAP table for {model_id} has other features than its schema")
+        return row[0]
+    cols = ", ".join(f"{quote_ident(n)} DOUBLE NOT NULL" for n in schema.names)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (transaction_id VARCHAR "
+                f"NOT NULL, base_value DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, {cols})")
+    con.execute("INSERT INTO shap_tables VALUES (?, ?, ?)",
+                [model_id, table, json.dumps(schema.names)])
+    return table
+
+
+def stored_table(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[str, list[str]] | None:
+    """The store's table and features for a model, or None when nothing is stored."""
+    if "shap_tables" not in table_names(con):
+        return None
+    row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
+                      [model_id]).fetchone()
+    if row is None or row[0] not in table_names(con):
+        return None
+    return row[0], json.loads(row[1])
+
+
+def write_chunk(con: duckdb.DuckDBPyConnection, table: str, feature_names: list[str],
+                transaction_ids: np.ndarray, base_value: float, values: np.ndarray,
+                flagged: np.ndarray) -> int:
+    """Insert one chunk atomically, skipping ids already stored (idempotent)."""
+    cols = {"transaction_id": pa.array(np.asarray(transaction_ids).astype(str)),
+            "base_value": pa.array(np.full(len(values), float(base_value))),
+            "flagged": pa.array(np.asarray(flagged, dtype=bool))}
+    for j, name in enumerate(feature_names):
+        cols[name] = pa.array(np.ascontiguousarray(values[:, j], dtype=np.float64))
+    with transaction(con):
+        con.register("staging_shap", pa.table(cols))
+        try:
+            before = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+            con.execute(f"INSERT INTO {quote_ident(table)} BY NAME SELECT s.* FROM staging_shap s "
+                        f"ANTI JOIN {quote_ident(table)} t USING (transaction_id)")
+            after = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+        finally:
+            con.unregister("staging_shap")
+    return after - before
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Which scored transactions a global view covers."""
+
+    since: date | datetime | None = None
+    until: date | datetime | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    segment: str | None = None  # a categorical feature / transaction column
+    segment_value: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.since or self.until:
+            parts.append(f"event_time {self.since or '…'} to {self.until or '…'} (until excl.)")
+        if self.min_score is not None or self.max_score is not None:
+            parts.append(f"score {self.min_score if self.min_score is not None else 0:g}"
+                         f"–{self.max_score if self.max_score is not None else 1:g}")
+        if self.segment and self.segment_value is not None:
+            parts.append(f"{self.segment} = {self.segment_value}")
+        return "; ".join(parts) or "all stored rows"
+
+    def where(self, allowed_segments: list[str]) -> tuple[str, list[object]]:
+        """SQL over aliases t (transactions) and sc (scores); values as parameters."""
+        clauses, params = ["TRUE"], []
+        if self.since is not None:
+            clauses.append("t.event_time >= ?")
+            params.append(_ts(self.since))
+        if self.until is not None:
+            clauses.append("t.event_time < ?")
+            params.append(_ts(self.until))
+        if self.min_score is not None:
+            clauses.append("sc.score >= ?")
+            params.append(float(self.min_score))
+        if self.max_score is not None:
+            clauses.append("sc.score <= ?")
+            params.append(float(self.max_score))
+        if self.segment and self.segment_value is not None:
+            if self.segment not in allowed_segments:
+                raise ValidationError(f"Unknown segment {self.segment!r}; choose one of "
+                                      f"{', '.join(allowed_segments)}")
+            clauses.append(f"CAST(t.{quote_ident(self.segment)} AS VARCHAR) = ?")
+            params.append(str(self.segment_value))
+        return " AND ".join(clauses), params
+
+
+def _ts(value: date | datetime) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _cohort_from(table: str) -> str:
+    """FROM clause joining the store to its transactions and scores; takes the model id as
+    its first parameter."""
+    return (f"FROM {quote_ident(table)} s JOIN transactions t USING (transaction_id) "
+            "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ?")
+
+
+def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
+            segments: list[str]) -> pd.DataFrame:
+    """Per feature: mean |SHAP|, mean SHAP and rank over a cohort, in one SQL pass."""
+    stored = stored_table(con, model_id)
+    if stored is None:
+        raise WarehouseError(f"No SHAP values are stored for {model_id}; run "
+                             f"`fraudlens explain --model {model_id}`")
+    table, features = stored
+    where, params = cohort.where(segments)
+    aggs = ", ".join(f"avg(abs(s.{quote_ident(f)})), avg(s.{quote_ident(f)})" for f in features)
+    row = con.cursor().execute(
+        f"SELECT count(*), {aggs} {_cohort_from(table)} WHERE {where}",
+        [model_id, *params]).fetchone()
+    n = int(row[0])
+    mean_abs = np.array([row[1 + 2 * i] if row[1 + 2 * i] is not None else np.nan
+                         for i in range(len(features))], dtype=float)
+    mean = np.array([row[2 + 2 * i] if row[2 + 2 * i] is not None else np.nan
+                     for i in range(len(features))], dtype=float)
+    out = pd.DataFrame({"feature": features, "mean_abs_shap": mean_abs, "mean_shap": mean})
+    out = out.sort_values(["mean_abs_shap", "feature"], ascending=[False, True],
+                          na_position="last", kind="mergesort").reset_index(drop=True)
+    out["rank"] = np.arange(1, len(out) + 1)
+    out["model"] = model_id
+    out["cohort"] = cohort.describe()
+    out["row_count"] = n
+    return out
+
+
+def values(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort | None = None,
+           segments: list[str] | None = None, limit: int | None = None,
+           sample_seed: int | None = None) -> pd.DataFrame:
+    """Stored rows (transaction_id, base_value, features...) for a cohort; optionally a
+    seeded sample of at most `limit` rows."""
+    stored = stored_table(con, model_id)
+    if stored is None:
+        return pd.DataFrame()
+    table, features = stored
+    where, cohort_params = (cohort or Cohort()).where(segments or [])
+    params: list[object] = [model_id, *cohort_params]
+    cols = ", ".join(f"s.{quote_ident(f)}" for f in features)
+    order = "s.transaction_id"
+    if sample_seed is not None:
+        order = "hash(s.transaction_id || ?), s.transaction_id"
+        params = [*params, str(sample_seed)]
+    sql = (f"SELECT s.transaction_id, s.base_value, s.flagged, {cols} "
+           f"{_cohort_from(table)} WHERE {where} ORDER BY {order}")
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = [*params, int(limit)]
+    return fetch_df(con, sql, params)
+
+
+def coverage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Rows stored per model version against rows scored."""
+    if "shap_tables" not in table_names(con):
+        return pd.DataFrame(columns=["model_id", "stored", "scored"])
+    rows = []
+    present = table_names(con)
+    for model_id, table in con.execute("SELECT model_id, table_name FROM shap_tables").fetchall():
+        if table not in present:
+            continue
+        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+        scored = con.execute("SELECT count(*) FROM scores WHERE model_id = ?",
+                             [model_id]).fetchone()[0]
+        rows.append({"model_id": model_id, "stored": stored, "scored": scored})
+    return pd.DataFrame(rows, columns=["model_id", "stored", "scored"])

@@ -1,0 +1,56 @@
+"""A workspace folder: the warehouse file and the local model registry beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from data_access.registry import LocalRegistryRoot, ModelRegistry
+from data_access.warehouse import open_reader, open_writer, transaction, workspace_dir
+
+MODELS_DIR = "models"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        return cls(workspace_dir(path))
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(LocalRegistryRoot(self.path / MODELS_DIR))
+
+    @property
+    def warehouse(self) -> Path:
+        from data_access.warehouse import WAREHOUSE_FILE
+
+        return self.path / WAREHOUSE_FILE
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        return open_reader(self.path)
+
+    def writer(self, create: bool = False) -> duckdb.DuckDBPyConnection:
+        return open_writer(self.path, create=create)
+
+
+def sync_models(con: duckdb.DuckDBPyConnection, registry: ModelRegistry) -> int:
+    """Mirror the registry's manifests into the warehouse's `models` table."""
+    manifests = registry.list()
+    now = datetime.now(UTC)
+    with transaction(con):
+        con.execute("DELETE FROM models")
+        for m in manifests:
+            con.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [m.key, m.name, m.version, m.framework, m.stage, m.sha256,
+                 m.metrics.get("roc_auc"), m.metrics.get("pr_auc"),
+                 json.dumps(m.to_dict(), sort_keys=True), now])
+    return len(manifests)

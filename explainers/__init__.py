@@ -1,0 +1,1 @@
+"""Explainers: pure computation (SHAP backends, importance, reason codes, patterns, metrics)."""

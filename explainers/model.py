@@ -1,0 +1,188 @@
+"""A loaded tree model behind one small interface, whatever its framework.
+
+Frameworks sit in a dispatch table (`FRAMEWORKS`): each knows how to check its artifact's
+format before parsing, parse it from bytes, build its native input and predict margins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from data_access.errors import ArtifactFormatError
+from data_access.schema import MISSING_CATEGORY, FeatureSchema, ModelInput
+
+PICKLE_MAGIC = b"\x80"
+
+
+class Framework(Protocol):
+    """What FraudLens needs from a tree-model library."""
+
+    name: str
+    extensions: tuple[str, ...]
+
+    def check_format(self, data: bytes, filename: str) -> None: ...
+    def load(self, data: bytes) -> Any: ...
+    def dump(self, native: Any, filename: str) -> bytes: ...
+    def native_input(self, native: Any, x: ModelInput, schema: FeatureSchema) -> Any: ...
+    def margin(self, native: Any, data: Any) -> np.ndarray: ...
+    def structure(self, native: Any) -> dict[str, int]: ...
+    def gain_importance(self, native: Any, schema: FeatureSchema) -> dict[str, float]: ...
+
+
+def _refuse_pickle(data: bytes, filename: str) -> None:
+    if data[:1] == PICKLE_MAGIC:
+        raise ArtifactFormatError(
+            f"{filename} is a Python pickle; FraudLens never unpickles. Export the model in "
+            "its framework's own format (XGBoost .json/.ubj, CatBoost .cbm)")
+
+
+class XGBoostFramework:
+    name = "xgboost"
+    extensions = (".json", ".ubj")
+
+    def check_format(self, data: bytes, filename: str) -> None:
+        _refuse_pickle(data, filename)
+        if filename.endswith(".json"):
+            try:
+                doc = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise ArtifactFormatError(f"{filename} is not valid XGBoost JSON") from None
+            if not isinstance(doc, dict) or "learner" not in doc:
+                raise ArtifactFormatError(f"{filename} is JSON but not an XGBoost model")
+        elif filename.endswith(".ubj"):
+            if data[:1] != b"{" or b"learner" not in data[:4096]:
+                raise ArtifactFormatError(f"{filename} is not an XGBoost UBJSON model")
+        else:
+            raise ArtifactFormatError(f"{filename}: XGBoost artifacts must be .json or .ubj")
+
+    def load(self, data: bytes) -> Any:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(data))
+        return booster
+
+    def dump(self, native: Any, filename: str) -> bytes:
+        raw_format = "json" if filename.endswith(".json") else "ubj"
+        return bytes(native.save_raw(raw_format=raw_format))
+
+    def native_input(self, native: Any, x: ModelInput, schema: FeatureSchema) -> Any:
+        import xgboost as xgb
+
+        return xgb.DMatrix(x.frame, enable_categorical=True, missing=np.nan, nthread=-1)
+
+    def margin(self, native: Any, data: Any) -> np.ndarray:
+        return np.asarray(native.predict(data, output_margin=True), dtype=np.float64)
+
+    def structure(self, native: Any) -> dict[str, int]:
+        cfg = json.loads(native.save_config())
+        depth = int(cfg["learner"]["gradient_booster"]["tree_train_param"]["max_depth"])
+        return {"trees": int(native.num_boosted_rounds()), "max_depth": depth}
+
+    def gain_importance(self, native: Any, schema: FeatureSchema) -> dict[str, float]:
+        scores = native.get_score(importance_type="total_gain")
+        total = sum(scores.values()) or 1.0
+        return {n: float(scores.get(n, 0.0)) / total for n in schema.names}
+
+
+class CatBoostFramework:
+    name = "catboost"
+    extensions = (".cbm",)
+
+    def check_format(self, data: bytes, filename: str) -> None:
+        _refuse_pickle(data, filename)
+        if not filename.endswith(".cbm"):
+            raise ArtifactFormatError(f"{filename}: CatBoost artifacts must be .cbm")
+        if data[:4] != b"CBM1":
+            raise ArtifactFormatError(f"{filename} is not a CatBoost .cbm model")
+
+    def load(self, data: bytes) -> Any:
+        from catboost import CatBoostClassifier
+
+        model = CatBoostClassifier()
+        model.load_model(blob=data)
+        return model
+
+    def dump(self, native: Any, filename: str) -> bytes:
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.cbm")
+            native.save_model(path, format="cbm")
+            with open(path, "rb") as fh:
+                return fh.read()
+
+    def native_input(self, native: Any, x: ModelInput, schema: FeatureSchema) -> Any:
+        from catboost import Pool
+
+        return Pool(catboost_frame(x.frame, schema), cat_features=schema.categorical)
+
+    def margin(self, native: Any, data: Any) -> np.ndarray:
+        return np.asarray(native.predict(data, prediction_type="RawFormulaVal"), dtype=np.float64)
+
+    def structure(self, native: Any) -> dict[str, int]:
+        params = native.get_all_params()
+        return {"trees": int(native.tree_count_), "max_depth": int(params.get("depth", 6))}
+
+    def gain_importance(self, native: Any, schema: FeatureSchema) -> dict[str, float]:
+        values = native.get_feature_importance(type="PredictionValuesChange")
+        total = float(np.sum(values)) or 1.0
+        return {n: float(v) / total for n, v in zip(schema.names, values, strict=True)}
+
+
+def catboost_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """CatBoost takes categories as strings; missing becomes an explicit level."""
+    out = frame.copy()
+    for name in schema.categorical:
+        out[name] = out[name].astype(object).where(out[name].notna(), MISSING_CATEGORY).astype(str)
+    return out
+
+
+FRAMEWORKS: dict[str, Framework] = {"xgboost": XGBoostFramework(), "catboost": CatBoostFramework()}
+
+
+def framework(name: str) -> Framework:
+    try:
+        return FRAMEWORKS[name]
+    except KeyError:
+        raise ArtifactFormatError(
+            f"Unknown framework {name!r}; use one of {', '.join(FRAMEWORKS)}") from None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, parsed model with the schema it was trained on."""
+
+    name: str
+    version: str
+    framework: str
+    schema: FeatureSchema
+    native: Any
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def backend(self) -> Framework:
+        return framework(self.framework)
+
+    def prepare(self, df: pd.DataFrame) -> ModelInput:
+        return self.schema.model_input(df)
+
+    def margin(self, x: ModelInput) -> np.ndarray:
+        return self.backend.margin(self.native, self.backend.native_input(self.native, x,
+                                                                          self.schema))
+
+    def predict_proba(self, x: ModelInput) -> np.ndarray:
+        return sigmoid(self.margin(x))
+
+
+def sigmoid(margin: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64)))

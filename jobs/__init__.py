@@ -1,0 +1,1 @@
+"""Batch jobs: the synthetic demo world and other offline data builders."""

@@ -1,0 +1,104 @@
+"""`fraudlens demo`: build a whole workspace (world, two candidates, scores, SHAP) in one go.
+
+It is built in a sibling folder and moved into place at the end, so a failure leaves no
+half-built workspace behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from data_access.errors import FraudLensError
+from data_access.warehouse import import_frames, transaction
+from data_access.workspace import Workspace, sync_models
+from jobs import demo_world, train
+from jobs.explain import fill_store
+from jobs.scoring import score_transactions
+
+DEMO_MODELS = (("fraud_xgb", "xgboost"), ("fraud_catboost", "catboost"))
+
+
+def _say(msg: str, t0: float) -> None:
+    print(f"[{time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def labelled_frame(world: demo_world.World) -> pd.DataFrame:
+    """Transactions whose label is known as of the snapshot, with `is_fraud`."""
+    labels = world.labels[["transaction_id", "is_fraud"]]
+    return world.transactions.merge(labels, on="transaction_id", how="inner")
+
+
+def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: int = 7,
+               explain: bool = True) -> Workspace:
+    target = Path(workspace)
+    if (target / "warehouse.duckdb").exists():
+        raise FraudLensError(f"{target} already holds a warehouse; choose another --workspace "
+                             "or remove it first")
+    if target.exists() and any(target.iterdir()):
+        raise FraudLensError(f"{target} exists and is not empty; choose an empty folder")
+    building = target.with_name(f".{target.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        ws = Workspace(building)
+        _say(f"generating {rows:,} transactions (seed {seed})", t0)
+        world = demo_world.generate_world(rows=rows, seed=seed)
+        con = ws.writer(create=True)
+        try:
+            import_frames(con, world.transactions, world.labels)
+            with transaction(con):
+                con.register("gt", world.ground_truth)
+                con.execute("CREATE TABLE ground_truth_typologies AS SELECT * FROM gt")
+                con.unregister("gt")
+            schema = demo_world_schema()
+            split = train.time_split(labelled_frame(world))
+            _say(f"training on {len(split.train):,} rows before {split.cutoff:%Y-%m-%d}, "
+                 f"holdout {len(split.holdout):,} rows", t0)
+            trainers = {"xgboost": train.train_xgboost, "catboost": train.train_catboost}
+            for name, fw in DEMO_MODELS:
+                trained = trainers[fw](split, schema, seed)
+                _say(f"{name}: holdout ROC AUC {trained.metrics['roc_auc']:.3f}, "
+                     f"PR AUC {trained.metrics['pr_auc']:.3f}", t0)
+                artifact = train_artifact(trained)
+                ws.registry.register(
+                    artifact, name=name, version="1", framework_name=fw,
+                    artifact_name=trained.artifact_name, schema=schema,
+                    training_window=trained.training_window, seed=seed,
+                    metrics=trained.metrics, extra={"params": trained.params})
+            sync_models(con, ws.registry)
+            for manifest in ws.registry.list():
+                model = ws.registry.load(manifest)
+                n = score_transactions(con, model)
+                _say(f"scored {n:,} rows with {model.key}", t0)
+                if explain:
+                    n = fill_store(con, model)
+                    _say(f"stored SHAP values for {n:,} rows of {model.key}", t0)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        if target.exists():
+            target.rmdir()
+        os.replace(building, target)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    _say(f"demo workspace ready at {target}", t0)
+    return Workspace(target)
+
+
+def demo_world_schema():
+    from data_access.schema import FeatureSchema
+
+    return FeatureSchema.from_dict(demo_world.DEMO_FEATURE_SCHEMA)
+
+
+def train_artifact(trained: train.TrainedModel) -> bytes:
+    from explainers.model import framework
+
+    return framework(trained.framework).dump(trained.native, trained.artifact_name)
