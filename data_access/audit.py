@@ -165,9 +165,9 @@ def ensure_audit_table(con: duckdb.DuckDBPyConnection) -> None:
         exists = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_log' "
             "AND schema_name = current_schema() AND database_name = current_database()"
-        ).fetchone()
-        if not exists or not exists[0]:
-            con.execute(_DDL)
+        ).fetchall()
+        if not exists or not exists[0][0]:
+            con.execute(_DDL).fetchall()
     except duckdb.Error as exc:
         raise AuditError(f"Could not prepare the audit table: {exc}") from exc
 
@@ -272,9 +272,10 @@ class AuditLog:
         with self._cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                last = cur.execute(
+                rows = cur.execute(
                     "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
+                ).fetchall()
+                last = rows[0] if rows else None
                 seq, prev = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, last[1])
                 digest = record_hash(
                     prev,

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from data_access.errors import ValidationError, WarehouseError
 from data_access.schema import FeatureSchema
-from data_access.warehouse import fetch_df, quote_ident, table_names, transaction
+from data_access.warehouse import fetch_df, quote_ident, run_sql, table_names, transaction
 
 SHAP_TABLES_DDL = """CREATE TABLE IF NOT EXISTS shap_tables (
     model_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, features VARCHAR NOT NULL)"""
@@ -30,18 +30,19 @@ def table_for(model_id: str) -> str:
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection, model_id: str, schema: FeatureSchema) -> str:
-    con.execute(SHAP_TABLES_DDL)
+    run_sql(con, SHAP_TABLES_DDL)
     table = table_for(model_id)
     row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
-                      [model_id]).fetchone()
+                      [model_id]).fetchall()
+    row = row[0] if row else None
     if row is not None:
         if json.loads(row[1]) != schema.names:
             raise WarehouseError(f"SHAP table for {model_id} has other features than its schema")
         return row[0]
     cols = ", ".join(f"{quote_ident(n)} DOUBLE NOT NULL" for n in schema.names)
-    con.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (transaction_id VARCHAR "
+    run_sql(con, f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (transaction_id VARCHAR "
                 f"NOT NULL, base_value DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, {cols})")
-    con.execute("INSERT INTO shap_tables VALUES (?, ?, ?)",
+    run_sql(con, "INSERT INTO shap_tables VALUES (?, ?, ?)",
                 [model_id, table, json.dumps(schema.names)])
     return table
 
@@ -51,7 +52,8 @@ def stored_table(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[str, li
     if "shap_tables" not in table_names(con):
         return None
     row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
-                      [model_id]).fetchone()
+                      [model_id]).fetchall()
+    row = row[0] if row else None
     if row is None or row[0] not in table_names(con):
         return None
     return row[0], json.loads(row[1])
@@ -69,10 +71,10 @@ def write_chunk(con: duckdb.DuckDBPyConnection, table: str, feature_names: list[
     with transaction(con):
         con.register("staging_shap", pa.table(cols))
         try:
-            before = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
-            con.execute(f"INSERT INTO {quote_ident(table)} BY NAME SELECT s.* FROM staging_shap s "
+            before = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
+            run_sql(con, f"INSERT INTO {quote_ident(table)} BY NAME SELECT s.* FROM staging_shap s "
                         f"ANTI JOIN {quote_ident(table)} t USING (transaction_id)")
-            after = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+            after = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
         finally:
             con.unregister("staging_shap")
     return after - before
@@ -148,7 +150,7 @@ def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
     aggs = ", ".join(f"avg(abs(s.{quote_ident(f)})), avg(s.{quote_ident(f)})" for f in features)
     row = con.cursor().execute(
         f"SELECT count(*), {aggs} {_cohort_from(table)} WHERE {where}",
-        [model_id, *params]).fetchone()
+        [model_id, *params]).fetchall()[0]
     n = int(row[0])
     mean_abs = np.array([row[1 + 2 * i] if row[1 + 2 * i] is not None else np.nan
                          for i in range(len(features))], dtype=float)
@@ -197,8 +199,8 @@ def coverage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     for model_id, table in con.execute("SELECT model_id, table_name FROM shap_tables").fetchall():
         if table not in present:
             continue
-        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
         scored = con.execute("SELECT count(*) FROM scores WHERE model_id = ?",
-                             [model_id]).fetchone()[0]
+                             [model_id]).fetchall()[0][0]
         rows.append({"model_id": model_id, "stored": stored, "scored": scored})
     return pd.DataFrame(rows, columns=["model_id", "stored", "scored"])

@@ -47,6 +47,11 @@ DDL = (
 )
 
 
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str, params: Iterable[object] = ()) -> None:
+    """Execute a statement and drain its result, so the connection is free for the next."""
+    con.execute(sql, list(params)).fetchall()
+
+
 def quote_ident(name: str) -> str:
     """Quote an identifier that has already passed the allowlist pattern."""
     if not _IDENT.match(name):
@@ -110,20 +115,20 @@ def open_writer(workspace: str | os.PathLike[str] | None = None, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only=False)
     for stmt in DDL:
-        con.execute(stmt)
+        run_sql(con, stmt)
     return con
 
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """All or nothing: a failure inside leaves the warehouse as it was."""
-    con.execute("BEGIN TRANSACTION")
+    run_sql(con, "BEGIN TRANSACTION")
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        run_sql(con, "ROLLBACK")
         raise
-    con.execute("COMMIT")
+    run_sql(con, "COMMIT")
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -159,6 +164,9 @@ def normalise_transactions(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["transaction_id"] = out["transaction_id"].astype("string")
     out["account_id"] = out["account_id"].astype("string")
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype("string")  # stored as VARCHAR, levels live in schemas
     try:
         out["event_time"] = pd.to_datetime(out["event_time"], utc=True)
     except (ValueError, TypeError) as exc:
@@ -193,20 +201,20 @@ def import_frames(con: duckdb.DuckDBPyConnection, transactions: pd.DataFrame | N
             _staged(con, "staging_txn", txns)
             try:
                 if "transactions" not in table_names(con):
-                    con.execute("CREATE TABLE transactions AS SELECT * FROM staging_txn LIMIT 0")
+                    run_sql(con, "CREATE TABLE transactions AS SELECT * FROM staging_txn LIMIT 0")
                 existing = table_columns(con, "transactions")
                 for col in txns.columns:
                     if col not in existing:
                         dtype = con.execute(
                             "SELECT data_type FROM (DESCRIBE staging_txn) "
-                            "WHERE column_name = ?", [col]).fetchone()[0]
-                        con.execute(f"ALTER TABLE transactions ADD COLUMN {quote_ident(col)} "
+                            "WHERE column_name = ?", [col]).fetchall()[0][0]
+                        run_sql(con, f"ALTER TABLE transactions ADD COLUMN {quote_ident(col)} "
                                     f"{_sql_type(dtype)}")
-                before = con.execute("SELECT count(*) FROM transactions").fetchone()[0]
-                con.execute(
-                    "INSERT INTO transactions BY NAME SELECT s.* FROM staging_txn s "
+                before = con.execute("SELECT count(*) FROM transactions").fetchall()[0][0]
+                run_sql(
+                    con, "INSERT INTO transactions BY NAME SELECT s.* FROM staging_txn s "
                     "ANTI JOIN transactions t USING (transaction_id)")
-                added = con.execute("SELECT count(*) FROM transactions").fetchone()[0] - before
+                added = con.execute("SELECT count(*) FROM transactions").fetchall()[0][0] - before
                 skipped = len(txns) - added
             finally:
                 con.unregister("staging_txn")
@@ -214,11 +222,11 @@ def import_frames(con: duckdb.DuckDBPyConnection, transactions: pd.DataFrame | N
             labs = normalise_labels(labels)
             _staged(con, "staging_labels", labs)
             try:
-                before = con.execute("SELECT count(*) FROM labels").fetchone()[0]
-                con.execute(
-                    "INSERT INTO labels SELECT s.* FROM staging_labels s "
+                before = con.execute("SELECT count(*) FROM labels").fetchall()[0][0]
+                run_sql(
+                    con, "INSERT INTO labels SELECT s.* FROM staging_labels s "
                     "ANTI JOIN labels l USING (transaction_id)")
-                labels_added = con.execute("SELECT count(*) FROM labels").fetchone()[0] - before
+                labels_added = con.execute("SELECT count(*) FROM labels").fetchall()[0][0] - before
             finally:
                 con.unregister("staging_labels")
     return ImportResult(added, skipped, labels_added)
@@ -243,3 +251,30 @@ def fetch_df(con: duckdb.DuckDBPyConnection, sql: str,
         raise WarehouseError(f"Warehouse query failed: {exc}") from None
     finally:
         cur.close()
+
+
+JOURNAL_FILE = "journal.duckdb"
+JOURNAL_DDL = (
+    """CREATE TABLE IF NOT EXISTS annotations (
+        finding_id VARCHAR NOT NULL, revision INTEGER NOT NULL, title VARCHAR,
+        status VARCHAR NOT NULL, owner VARCHAR, notes VARCHAR, author VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL)""",
+)
+
+
+def open_journal(workspace: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """The small write path beside the read-only warehouse: audit trail and annotations.
+
+    DuckDB lets one process hold a file either read-only or read-write, so the app keeps the
+    warehouse read-only and writes its few records to this second, equally hardened file.
+    """
+    from data_access.audit import ensure_audit_table
+
+    folder = workspace_dir(workspace)
+    if not folder.is_dir():
+        raise WarehouseError(f"No workspace at {folder}; run `fraudlens demo` first")
+    con = _connect(folder / JOURNAL_FILE, read_only=False)
+    ensure_audit_table(con)
+    for stmt in JOURNAL_DDL:
+        run_sql(con, stmt)
+    return con

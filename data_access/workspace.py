@@ -11,14 +11,19 @@ from pathlib import Path
 import duckdb
 
 from data_access.registry import LocalRegistryRoot, ModelRegistry
-from data_access.warehouse import open_reader, open_writer, transaction, workspace_dir
+from data_access.warehouse import open_reader, open_writer, run_sql, transaction, workspace_dir
 
 MODELS_DIR = "models"
 
 
 @dataclass(frozen=True)
 class Workspace:
+    """A workspace folder; `Workspace("dir")` and `Workspace.at(None)` both work."""
+
     path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
 
     @classmethod
     def at(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
@@ -46,9 +51,9 @@ def sync_models(con: duckdb.DuckDBPyConnection, registry: ModelRegistry) -> int:
     manifests = registry.list()
     now = datetime.now(UTC)
     with transaction(con):
-        con.execute("DELETE FROM models")
+        run_sql(con, "DELETE FROM models")
         for m in manifests:
-            con.execute(
+            run_sql(con,
                 "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [m.key, m.name, m.version, m.framework, m.stage, m.sha256,
                  m.metrics.get("roc_auc"), m.metrics.get("pr_auc"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_access.errors import FraudLensError
-from data_access.warehouse import import_frames, transaction
+from data_access.warehouse import import_frames, run_sql, transaction
 from data_access.workspace import Workspace, sync_models
 from jobs import demo_world, train
 from jobs.explain import fill_store
@@ -54,7 +54,7 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
             import_frames(con, world.transactions, world.labels)
             with transaction(con):
                 con.register("gt", world.ground_truth)
-                con.execute("CREATE TABLE ground_truth_typologies AS SELECT * FROM gt")
+                run_sql(con, "CREATE TABLE ground_truth_typologies AS SELECT * FROM gt")
                 con.unregister("gt")
             schema = demo_world_schema()
             split = train.time_split(labelled_frame(world))
@@ -79,7 +79,7 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
                 if explain:
                     n = fill_store(con, model)
                     _say(f"stored SHAP values for {n:,} rows of {model.key}", t0)
-            con.execute("CHECKPOINT")
+            run_sql(con, "CHECKPOINT")
         finally:
             con.close()
         if target.exists():

@@ -7,7 +7,6 @@ from datetime import date, datetime
 import duckdb
 import numpy as np
 import pandas as pd
-from explainers.backends import explain
 
 from data_access import shap_store
 from data_access.shap_store import Cohort
@@ -18,11 +17,10 @@ from jobs.scoring import check_warehouse_features, feature_select
 
 
 def explain_frame(model: LoadedModel, frame: pd.DataFrame):
-    """Explain rows of a transactions frame; raises if base + sum(SHAP) != margin."""
-    x = model.prepare(frame)
-    expl = explain(model, x)
-    expl.check_additivity(model.margin(x), tol=1e-4)
-    return expl
+    """Explain rows of a transactions frame; `explain` raises if base + sum(SHAP) != margin."""
+    from explainers.backends import explain
+
+    return explain(model, model.prepare(frame), row_ids=frame["transaction_id"].to_numpy())
 
 
 def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
@@ -42,19 +40,19 @@ def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
     limit = ""
     if sample is not None:
         # a seeded sample that stays the same sample when the job is resumed
-        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
+        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
         remaining = max(int(sample) - stored, 0)
         order = "hash(t.transaction_id || ?), t.transaction_id"
         all_params.append(str(seed))
         limit = f" LIMIT {remaining:d}"
     todo = con.execute(f"SELECT count(*) FROM (SELECT t.transaction_id {base_sql} "
-                       f"ORDER BY {order}{limit})", all_params).fetchone()[0]
+                       f"ORDER BY {order}{limit})", all_params).fetchall()[0][0]
     if todo == 0:
         return 0
     reader_cur = con.cursor()
-    reader = reader_cur.execute(
+    reader = reader_cur.sql(
         f"SELECT t.transaction_id, {feature_select(model.schema)} {base_sql} "
-        f"ORDER BY {order}{limit}", all_params).fetch_record_batch(chunk_rows)
+        f"ORDER BY {order}{limit}", params=all_params).to_arrow_reader(chunk_rows)
     bar = progress(todo, f"explain {model.key}")
     written = 0
     try:

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from data_access.errors import ValidationError
 from data_access.schema import FeatureSchema
-from data_access.warehouse import quote_ident, table_columns, transaction
+from data_access.warehouse import quote_ident, run_sql, table_columns, transaction
 from explainers.model import LoadedModel, sigmoid
 from jobs.progress import progress
 
@@ -56,7 +56,7 @@ def score_transactions(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
     model_id = model.key
     todo = con.execute(
         "SELECT count(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM scores s "
-        "WHERE s.model_id = ? AND s.transaction_id = t.transaction_id)", [model_id]).fetchone()[0]
+        "WHERE s.model_id = ? AND s.transaction_id = t.transaction_id)", [model_id]).fetchall()[0][0]
     if todo == 0:
         return 0
     scored_at = datetime.now(UTC)
@@ -64,11 +64,11 @@ def score_transactions(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
     done = 0
     reader_cur = con.cursor()  # streams from a snapshot while `con` writes
     with transaction(con):
-        reader = reader_cur.execute(
+        reader = reader_cur.sql(
             f"SELECT transaction_id, {feature_select(model.schema)} FROM transactions t "
             "WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.model_id = ? "
             "AND s.transaction_id = t.transaction_id) ORDER BY transaction_id",
-            [model_id]).fetch_record_batch(chunk_rows)
+            params=[model_id]).to_arrow_reader(chunk_rows)
         for i, batch in enumerate(reader):
             if fail_after_chunks is not None and i >= fail_after_chunks:
                 raise RuntimeError("simulated crash in the middle of scoring")
@@ -82,7 +82,7 @@ def score_transactions(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
                 "flagged": pa.array(x.flagged),
                 "scored_at": pa.array(pd.Series([scored_at] * len(frame)))})
             con.register("staging_scores", out)
-            con.execute("INSERT INTO scores SELECT * FROM staging_scores")
+            run_sql(con, "INSERT INTO scores SELECT * FROM staging_scores")
             con.unregister("staging_scores")
             done += len(frame)
             bar.update(len(frame))

@@ -1,0 +1,488 @@
+"""Case lookup for the Case Explorer: queue, case details, waterfall steps, similar cases.
+
+No Streamlit here: `app/queries.py` caches these and the page draws them, and tests call them
+directly with a warehouse connection. Every query is parameterised and targeted by id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from data_access import shap_store
+from data_access.schema import Feature, FeatureSchema
+from data_access.warehouse import fetch_df, quote_ident, table_columns
+from explainers.explanation import Explanation
+from explainers.model import LoadedModel, sigmoid
+from explainers.neighbours import nearest_cases
+from explainers.reason_codes import FeatureCatalog, ReasonCode, format_value, reason_codes
+
+__all__ = [
+    "AMOUNT_COLUMN",
+    "COUNTRY_COLUMN",
+    "CaseExplanation",
+    "CaseReasons",
+    "NeighbourPool",
+    "QueueFilter",
+    "account_timeline",
+    "account_transactions",
+    "case_explanation",
+    "case_link",
+    "case_reasons",
+    "case_scores",
+    "case_summaries",
+    "clean_id",
+    "detail_rows",
+    "fetch_queue",
+    "neighbour_pool",
+    "queue_sql",
+    "resolve_model",
+    "shown_value",
+    "similar_cases",
+    "stored_case_explanation",
+    "transaction_row",
+    "waterfall_steps",
+]
+
+AMOUNT_COLUMN = "amount_usd"
+COUNTRY_COLUMN = "country"
+# Columns shown in lists (queue, timeline, similar cases): never PII.
+LIST_COLUMNS = ("txn_type", AMOUNT_COLUMN, COUNTRY_COLUMN, "channel")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+
+
+def clean_id(text: object) -> str | None:
+    """A transaction or account id as typed or linked, stripped; None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    value = text.strip()
+    return value if _ID.match(value) else None
+
+
+def case_link(transaction_id: str, model_id: str | None = None) -> str:
+    """The query string that reopens a case (`?txn=ID&model=NAME`)."""
+    params = {"txn": transaction_id}
+    if model_id:
+        params["model"] = model_id
+    return "?" + urlencode(params, safe="@")
+
+
+def resolve_model(requested: object, model_ids: list[str],
+                  champions: Collection[str] = ()) -> str | None:
+    """A linked model (`name@version`, or `name` for its champion, else its newest version)
+    among the registered ids; None when it names none of them."""
+    if not isinstance(requested, str) or not requested.strip():
+        return None
+    wanted = requested.strip()
+    if wanted in model_ids:
+        return wanted
+    same_name = [m for m in model_ids if m.partition("@")[0] == wanted]
+    if not same_name:
+        return None
+    preferred = [m for m in same_name if m in champions]
+    return (preferred or sorted(same_name, key=_version_key))[-1]
+
+
+def _version_key(model_id: str) -> tuple[int, int | str]:
+    version = model_id.partition("@")[2]
+    return (0, int(version)) if version.isdigit() else (1, version)
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which scored transactions the queue lists: newest highest scores first."""
+
+    model_id: str
+    since: date | None = None
+    until: date | None = None  # inclusive: the last day shown
+    min_score: float = 0.0
+    max_score: float = 1.0
+    countries: tuple[str, ...] = ()
+    min_amount: float | None = None
+    max_amount: float | None = None
+    limit: int = 200
+
+
+def _list_columns(columns: Collection[str]) -> list[str]:
+    return [c for c in LIST_COLUMNS if c in columns]
+
+
+def queue_sql(f: QueueFilter, columns: Collection[str]) -> tuple[str, list[object]]:
+    """Highest scores first for one model, filtered; values are parameters, column names come
+    from the fixed list above and only when the warehouse has them."""
+    clauses = ["sc.model_id = ?", "sc.score >= ?", "sc.score <= ?"]
+    params: list[object] = [f.model_id, float(f.min_score), float(f.max_score)]
+    if f.since is not None:
+        clauses.append("t.event_time >= ?")
+        params.append(_utc(f.since))
+    if f.until is not None:
+        clauses.append("t.event_time < ?")
+        params.append(_utc(f.until + timedelta(days=1)))
+    if f.countries and COUNTRY_COLUMN in columns:
+        clauses.append(f"CAST(t.{quote_ident(COUNTRY_COLUMN)} AS VARCHAR) IN "
+                       f"({', '.join('?' for _ in f.countries)})")
+        params.extend(str(c) for c in f.countries)
+    if AMOUNT_COLUMN in columns:
+        if f.min_amount is not None:
+            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} >= ?")
+            params.append(float(f.min_amount))
+        if f.max_amount is not None:
+            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} <= ?")
+            params.append(float(f.max_amount))
+    extra = "".join(f", CAST(t.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}"
+                    if c not in (AMOUNT_COLUMN,) else f", t.{quote_ident(c)}"
+                    for c in _list_columns(columns))
+    sql = (f"SELECT t.transaction_id, t.event_time, sc.score{extra}, l.is_fraud "
+           "FROM scores sc JOIN transactions t ON t.transaction_id = sc.transaction_id "
+           "LEFT JOIN labels l ON l.transaction_id = sc.transaction_id "
+           f"WHERE {' AND '.join(clauses)} ORDER BY sc.score DESC, t.transaction_id LIMIT ?")
+    params.append(int(f.limit))
+    return sql, params
+
+
+def fetch_queue(con: duckdb.DuckDBPyConnection, f: QueueFilter) -> pd.DataFrame:
+    """The queue as a frame: transaction_id, event_time, score, list columns, outcome."""
+    sql, params = queue_sql(f, table_columns(con, "transactions"))
+    return _with_outcome(fetch_df(con, sql, params))
+
+
+def _with_outcome(df: pd.DataFrame) -> pd.DataFrame:
+    if "is_fraud" in df.columns:
+        df = df.assign(outcome=_outcome(df.pop("is_fraud")))
+    return df
+
+
+def _outcome(is_fraud: pd.Series) -> pd.Series:
+    mapped = is_fraud.map({1: "fraud", 0: "legit"})
+    return mapped.astype(object).where(is_fraud.notna(), "unlabelled")
+
+
+def _utc(value: date) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def transaction_row(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
+    """Every column of one transaction (PII included: never cache this), 0 or 1 rows."""
+    return fetch_df(con, "SELECT * FROM transactions WHERE transaction_id = ?",
+                    [transaction_id])
+
+
+def account_transactions(con: duckdb.DuckDBPyConnection, account_id: str,
+                         model_id: str, limit: int = 200) -> pd.DataFrame:
+    """An account's transactions, newest first, with the model's score (non-PII columns)."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    return _with_outcome(fetch_df(
+        con,
+        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud "
+        "FROM transactions t LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id "
+        "AND sc.model_id = ? LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "WHERE t.account_id = ? ORDER BY t.event_time DESC, t.transaction_id LIMIT ?",
+        [model_id, account_id, int(limit)]))
+
+
+def account_timeline(con: duckdb.DuckDBPyConnection, transaction_id: str, model_id: str,
+                     days: int = 30, limit: int = 500) -> pd.DataFrame:
+    """The case's account around the case: its transactions from `days` before to `days`
+    after, with this model's score and the outcome; `is_case` marks the case itself. Keyed by
+    the transaction, so no account id enters a cache key or the result."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    df = fetch_df(
+        con,
+        "WITH c AS (SELECT account_id, event_time FROM transactions WHERE transaction_id = ?) "
+        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud, "
+        "t.transaction_id = ? AS is_case "
+        "FROM transactions t JOIN c ON t.account_id = c.account_id "
+        "AND t.event_time BETWEEN c.event_time - to_days(?) AND c.event_time + to_days(?) "
+        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
+        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "ORDER BY t.event_time, t.transaction_id LIMIT ?",
+        [transaction_id, transaction_id, int(days), int(days), model_id, int(limit)])
+    return _with_outcome(df)
+
+
+def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
+    """Every model's score for one transaction with its rank among all that model scored:
+    model_id, score, margin, flagged, rank (1 = highest), scored (n), top_share (rank / n)."""
+    df = fetch_df(
+        con,
+        "WITH c AS (SELECT model_id, score, margin, flagged FROM scores "
+        "WHERE transaction_id = ?) "
+        "SELECT c.model_id, c.score, c.margin, c.flagged, "
+        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id "
+        "AND s.score > c.score) + 1 AS rank, "
+        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id) AS scored "
+        "FROM c ORDER BY c.model_id",
+        [transaction_id])
+    df["top_share"] = df["rank"] / df["scored"].where(df["scored"] > 0)
+    return df
+
+
+# What an analyst reads first about a transaction, when the warehouse has it.
+DETAIL_FIRST = ("transaction_id", "event_time", AMOUNT_COLUMN, "currency", "txn_type",
+                "payment_method", "asset", "channel", COUNTRY_COLUMN, "account_id")
+
+
+def detail_rows(row: pd.DataFrame, schema: FeatureSchema | None = None) -> pd.DataFrame:
+    """One transaction (already masked) as field/value text rows: the usual details first,
+    then every other column that is not a model feature (features are in the waterfall)."""
+    if row.empty:
+        return pd.DataFrame(columns=["field", "value"])
+    features = set(schema.names) if schema else set()
+    first = [c for c in DETAIL_FIRST if c in row.columns]
+    rest = [c for c in row.columns if c not in first and c not in features]
+    record = row.iloc[0]
+    out = []
+    for col in [*first, *rest]:
+        out.append({"field": col.replace("_", " "),
+                    "value": _detail_text(col, record[col], schema)})
+    return pd.DataFrame(out, columns=["field", "value"])
+
+
+def _detail_text(column: str, value: Any, schema: FeatureSchema | None) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    if column == "event_time":
+        return f"{_utc(value):%Y-%m-%d %H:%M:%S} UTC"
+    feature = _feature(schema, column) if schema else None
+    if column == AMOUNT_COLUMN and feature is None:
+        return format_value(float(value), "USD")
+    if feature is not None and not isinstance(value, str):
+        return shown_value(value, feature)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CaseExplanation:
+    """One case's SHAP contributions (log-odds) for one model, and where they came from."""
+
+    model_id: str
+    transaction_id: str
+    explanation: Explanation  # one row; data = the feature values the model saw
+    source: str  # "store" or "computed on demand"
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.explanation.values[0]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.explanation.feature_names
+
+    @property
+    def base_value(self) -> float:
+        return self.explanation.base_value
+
+    @property
+    def margin(self) -> float:
+        return float(self.explanation.margin()[0])
+
+    @property
+    def probability(self) -> float:
+        return float(sigmoid(np.array([self.margin]))[0])
+
+    def feature_values(self) -> dict[str, Any]:
+        return dict(self.explanation.data.iloc[0].items())
+
+    def top_feature(self) -> str:
+        """The feature with the largest |contribution| (ties: schema order)."""
+        return self.feature_names[int(np.argmax(np.abs(self.values)))]
+
+
+def stored_case_explanation(con: duckdb.DuckDBPyConnection, model_id: str,
+                            schema: FeatureSchema,
+                            transaction: pd.DataFrame) -> CaseExplanation | None:
+    """The case's row from the SHAP store, or None when it was not stored."""
+    stored = shap_store.stored_table(con, model_id)
+    if stored is None:
+        return None
+    table, features = stored
+    transaction_id = str(transaction["transaction_id"].iloc[0])
+    cols = ", ".join(quote_ident(f) for f in features)
+    row = fetch_df(con, f"SELECT base_value, flagged, {cols} FROM {quote_ident(table)} "
+                   "WHERE transaction_id = ? LIMIT 1", [transaction_id])
+    if row.empty or list(features) != schema.names:
+        return None
+    x = schema.model_input(transaction.iloc[:1])
+    expl = Explanation(values=row[features].to_numpy(dtype=float),
+                       base_value=float(row["base_value"].iloc[0]), feature_names=tuple(features),
+                       data=x.frame, flagged=row["flagged"].to_numpy(dtype=bool),
+                       row_ids=np.array([transaction_id], dtype=object))
+    return CaseExplanation(model_id, transaction_id, expl, "store")
+
+
+def case_explanation(con: duckdb.DuckDBPyConnection, model: LoadedModel,
+                     transaction: pd.DataFrame) -> CaseExplanation:
+    """From the store when present, else computed now with the engine (`explain_frame`)."""
+    stored = stored_case_explanation(con, model.key, model.schema, transaction)
+    if stored is not None:
+        return stored
+    from jobs.explain import explain_frame  # loads the SHAP engine only when needed
+
+    transaction_id = str(transaction["transaction_id"].iloc[0])
+    expl = explain_frame(model, transaction.iloc[:1])
+    return CaseExplanation(model.key, transaction_id, expl, "computed on demand")
+
+
+# --------------------------------------------------------------------------- waterfall
+
+
+def waterfall_steps(case: CaseExplanation, schema: FeatureSchema | None = None,
+                    top_n: int = 10) -> pd.DataFrame:
+    """The waterfall as rows, top to bottom: base value, the `top_n` largest |contributions|,
+    "N other features" (their sum), then the final score. Columns: order, kind (base,
+    feature, other, final), feature, label, contribution, start, end (log-odds), probability
+    (at `end`)."""
+    values = np.asarray(case.values, dtype=float)
+    data = case.feature_values()
+    order = np.argsort(-np.abs(values), kind="stable")
+    top, rest = order[:top_n], order[top_n:]
+    rows: list[dict[str, Any]] = []
+    base = float(case.base_value)
+    rows.append({"kind": "base", "feature": "", "label": "Base value (average case)",
+                 "contribution": base, "start": 0.0, "end": base})
+    level = base
+    for j in top:
+        name = case.feature_names[j]
+        label = f"{name} = {shown_value(data.get(name), _feature(schema, name))}"
+        rows.append({"kind": "feature", "feature": name, "label": label,
+                     "contribution": float(values[j]), "start": level,
+                     "end": level + float(values[j])})
+        level += float(values[j])
+    if len(rest):
+        total = float(values[rest].sum())
+        rows.append({"kind": "other", "feature": "", "label": f"{len(rest)} other features",
+                     "contribution": total, "start": level, "end": level + total})
+        level += total
+    rows.append({"kind": "final", "feature": "", "label": "Model score",
+                 "contribution": level, "start": 0.0, "end": level})
+    out = pd.DataFrame(rows)
+    out.insert(0, "order", np.arange(len(out)))
+    out["probability"] = sigmoid(out["end"].to_numpy())
+    return out
+
+
+def _feature(schema: FeatureSchema | None, name: str) -> Feature | None:
+    if schema is None:
+        return None
+    try:
+        return schema.feature(name)
+    except Exception:  # a stored feature the schema no longer lists: show it raw
+        return None
+
+
+def shown_value(value: Any, feature: Feature | None) -> str:
+    """A model-input value as analysts read it ($, units, yes/no, a level, 'missing')."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return format_value(None)
+    if feature is None:
+        return format_value(value if isinstance(value, str) else float(value))
+    if feature.is_categorical:
+        return str(value)
+    return format_value(float(value), feature.unit, feature.dtype)
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+@dataclass(frozen=True)
+class CaseReasons:
+    """The strongest reasons in each direction, in plain words."""
+
+    towards_fraud: tuple[ReasonCode, ...]
+    towards_legit: tuple[ReasonCode, ...]
+
+
+def case_reasons(case: CaseExplanation, schema: FeatureSchema, top_n: int = 5) -> CaseReasons:
+    """Reason codes (explainers.reason_codes) for and against fraud, strongest first."""
+    catalog = FeatureCatalog.from_schema(schema)
+    return CaseReasons(
+        tuple(reason_codes(case.explanation, catalog, top_n=top_n, direction="fraud")),
+        tuple(reason_codes(case.explanation, catalog, top_n=max(top_n - 2, 1),
+                           direction="legit")))
+
+
+# --------------------------------------------------------------------------- similar cases
+
+
+@dataclass(frozen=True)
+class NeighbourPool:
+    """Labelled stored cases to compare against: ids, SHAP matrix (n, F), outcomes."""
+
+    model_id: str
+    feature_names: tuple[str, ...]
+    transaction_ids: np.ndarray
+    values: np.ndarray
+    is_fraud: np.ndarray
+    event_time: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.transaction_ids)
+
+
+def neighbour_pool(con: duckdb.DuckDBPyConnection, model_id: str, size: int = 25_000,
+                   seed: int = 7) -> NeighbourPool | None:
+    """A seeded sample of at most `size` labelled cases from the SHAP store."""
+    stored = shap_store.stored_table(con, model_id)
+    if stored is None:
+        return None
+    table, features = stored
+    cols = ", ".join(f"s.{quote_ident(f)}" for f in features)
+    df = fetch_df(
+        con,
+        f"SELECT s.transaction_id, l.is_fraud, t.event_time, {cols} "
+        f"FROM {quote_ident(table)} s JOIN labels l USING (transaction_id) "
+        "JOIN transactions t USING (transaction_id) "
+        "ORDER BY hash(s.transaction_id || ?), s.transaction_id LIMIT ?",
+        [str(seed), int(size)])
+    return NeighbourPool(model_id, tuple(features), df["transaction_id"].to_numpy(dtype=object),
+                         df[features].to_numpy(dtype=float), df["is_fraud"].to_numpy(dtype=int),
+                         df["event_time"].to_numpy())
+
+
+def case_summaries(con: duckdb.DuckDBPyConnection, transaction_ids: list[str],
+                   model_id: str) -> pd.DataFrame:
+    """Non-PII list columns, the model's score and the outcome for a few transactions."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    return _with_outcome(fetch_df(
+        con,
+        f"SELECT t.transaction_id{extra}, sc.score, l.is_fraud FROM transactions t "
+        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
+        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "WHERE t.transaction_id IN (SELECT unnest(?::VARCHAR[]))",
+        [model_id, [str(i) for i in transaction_ids]]))
+
+
+def similar_cases(case: CaseExplanation, pool: NeighbourPool, k: int = 5) -> pd.DataFrame:
+    """The k labelled cases nearest to this one in SHAP space (the case itself excluded):
+    transaction_id, event_time, distance (log-odds), outcome."""
+    columns = ["transaction_id", "event_time", "distance", "outcome"]
+    if len(pool) == 0 or tuple(pool.feature_names) != tuple(case.feature_names):
+        return pd.DataFrame(columns=columns)
+    found = nearest_cases(np.asarray(case.values, dtype=float), pool.values, k=k + 1)
+    keep = [(i, d) for i, d in zip(found.indices, found.distances, strict=True)
+            if pool.transaction_ids[i] != case.transaction_id][:k]
+    idx = np.array([i for i, _ in keep], dtype=np.int64)
+    return pd.DataFrame({
+        "transaction_id": pool.transaction_ids[idx],
+        "event_time": pool.event_time[idx],
+        "distance": np.array([d for _, d in keep], dtype=float),
+        "outcome": np.where(pool.is_fraud[idx] == 1, "fraud", "legit"),
+    }, columns=columns)

@@ -1,0 +1,129 @@
+"""Streamlit resources: the workspace, its read-only warehouse, the journal, loaded models.
+
+The one place the app caches connections and models (`st.cache_resource`, never mutated
+by callers) and the manifest list (`st.cache_data`, 30 s). Everything is keyed by the workspace
+path, so changing `FRAUDLENS_WORKSPACE` never serves another workspace's connection. Nothing
+here creates a warehouse: a missing, locked or foreign one raises WarehouseError.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import streamlit as st
+
+from data_access.audit import AuditLog
+from data_access.errors import ChecksumError, FraudLensError, RegistryError
+from data_access.warehouse import open_journal
+from data_access.workspace import Workspace
+from explainers.model import LoadedModel
+
+__all__ = ["audit", "journal", "load_model", "manifests", "reader", "workspace"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def _workspace_path() -> str:
+    return os.environ.get("FRAUDLENS_WORKSPACE") or "workspace"
+
+
+@st.cache_resource(show_spinner=False)
+def _workspace_at(path: str) -> Workspace:
+    return Workspace.at(path)
+
+
+def workspace() -> Workspace:
+    """The workspace named by FRAUDLENS_WORKSPACE (default `workspace/`)."""
+    return _workspace_at(_workspace_path())
+
+
+@st.cache_resource(show_spinner=False)
+def _reader_at(path: str) -> duckdb.DuckDBPyConnection:
+    return Workspace.at(path).reader()
+
+
+def reader() -> duckdb.DuckDBPyConnection:
+    """The shared read-only, hardened warehouse connection; use `.cursor()` per query."""
+    return _reader_at(_workspace_path())
+
+
+@st.cache_resource(show_spinner=False)
+def _journal_at(path: str) -> duckdb.DuckDBPyConnection:
+    return open_journal(path)
+
+
+def journal() -> duckdb.DuckDBPyConnection:
+    """The hardened read-write journal connection (audit_log, annotations)."""
+    return _journal_at(_workspace_path())
+
+
+@st.cache_resource(show_spinner=False)
+def _audit_at(path: str) -> AuditLog:
+    return AuditLog(_journal_at(path))
+
+
+def audit() -> AuditLog:
+    """The audit trail on the journal connection."""
+    return _audit_at(_workspace_path())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _manifests_at(path: str) -> list[dict[str, Any]]:
+    return [{**m.to_dict(), "model_id": m.key} for m in Workspace.at(path).registry.list()]
+
+
+def manifests() -> list[dict[str, Any]]:
+    """Registered manifests as dicts (the registry contract's fields plus `model_id`)."""
+    return _manifests_at(_workspace_path())
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _model_at(path: str, model_id: str, sha256: str) -> LoadedModel:
+    registry = Workspace.at(path).registry
+    manifest = registry.resolve(model_id)
+    if manifest.sha256 != sha256:
+        raise RegistryError(f"{model_id} changed while loading; try again")
+    return registry.load(manifest)
+
+
+@dataclass
+class _LastVerified:
+    """Per workspace: the last model that passed verification for each model id."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+
+
+@st.cache_resource(show_spinner=False)
+def _last_verified_at(path: str) -> _LastVerified:
+    return _LastVerified()
+
+
+def load_model(model_id: str) -> LoadedModel:
+    """A verified model, cached per id and manifest checksum.
+
+    If the current artifact fails verification (or the registry cannot be read), the last
+    model that verified keeps serving and a warning says so; with none, the error propagates.
+    """
+    path = _workspace_path()
+    last = _last_verified_at(path)
+    try:
+        manifest = Workspace.at(path).registry.resolve(model_id)
+        model = _model_at(path, model_id, manifest.sha256)
+    except (ChecksumError, RegistryError, FraudLensError) as exc:
+        with last.lock:
+            fallback = last.models.get(model_id)
+        if fallback is None:
+            raise
+        _LOG.warning("serving last verified %s: %s", model_id, exc)
+        st.warning(f"{exc} — still using the last verified {fallback.name} "
+                   f"version {fallback.version}.")
+        return fallback
+    with last.lock:
+        last.models[model_id] = model
+    return model

@@ -1,0 +1,177 @@
+"""SHAP backends behind one call, `explain()`, chosen from a dispatch table, not type checks.
+
+`native` asks the framework's own Tree SHAP (XGBoost `pred_contribs`, CatBoost `ShapValues`);
+`reference` goes through `shap.TreeExplainer` and exists to cross-check and benchmark.
+Every result is in margin (log-odds) space and is checked to add up to the model's margin.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data_access.schema import ModelInput
+from explainers.explanation import ExplainError, Explanation
+from explainers.model import LoadedModel
+
+__all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_for"]
+
+# Direct (NoPreCalc) CatBoost SHAP costs O(T*L*D^2) per row; UsePreCalc pays O(T*L^2*D^2) once
+# and then O(T*(D+F)) per row. Measured on 300 trees of depth 6 (L=64 leaves), 2 cores: 1 row
+# 7 ms vs 237 ms, 16 rows 63 vs 247 ms, 64 rows 312 vs 297 ms, 256 rows 1.2 s vs 0.29 s;
+# the break-even sits at about one row per leaf, so fewer rows than leaves go direct.
+BASE_VALUE_TOL = 1e-6
+ADDITIVITY_TOL = 1e-4
+
+Contributions = Callable[[Any, Any, str], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How one backend explains one framework: its modes and its contribution function."""
+
+    name: str
+    framework: str
+    modes: tuple[str, ...]
+    contributions: Contributions  # (native model, native input, mode) -> (values, bias per row)
+
+
+def catboost_shap_mode(native: Any, n_rows: int) -> str:
+    """CatBoost `shap_mode` for a workload: direct for fewer rows than leaves, else precalc."""
+    leaves = float(np.mean(native.get_tree_leaf_counts()))
+    return "NoPreCalc" if n_rows < leaves else "UsePreCalc"
+
+
+def _split_bias(phi: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    phi = np.asarray(phi, dtype=np.float64)
+    if phi.ndim != 2 or phi.shape[0] != n_rows:
+        raise ExplainError(
+            f"Backend returned SHAP values of shape {phi.shape} for {n_rows} rows; only binary "
+            "single-output models can be explained")
+    return phi[:, :-1], phi[:, -1]
+
+
+def _xgboost_native(native: Any, dmatrix: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    phi = native.predict(dmatrix, pred_contribs=True)
+    return _split_bias(phi, dmatrix.num_row())
+
+
+def _catboost_native(native: Any, pool: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    shap_mode = {"auto": catboost_shap_mode(native, pool.num_row()), "direct": "NoPreCalc",
+                 "precalc": "UsePreCalc"}[mode]
+    phi = native.get_feature_importance(pool, type="ShapValues", shap_mode=shap_mode,
+                                        shap_calc_type="Regular")
+    return _split_bias(phi, pool.num_row())
+
+
+class _ExplainerCache:
+    """A few `shap.TreeExplainer`s kept per native model, since building one parses every tree."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._items: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, native: Any) -> Any:
+        with self._lock:
+            hit = self._items.get(id(native))
+            if hit is not None and hit.model.original_model is native:
+                self._items.move_to_end(id(native))
+                return hit
+        import shap
+
+        explainer = shap.TreeExplainer(native)
+        with self._lock:
+            self._items[id(native)] = explainer
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return explainer
+
+
+_TREE_EXPLAINERS = _ExplainerCache()
+
+
+def _shap_reference(native: Any, data: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    # shap cannot build a DMatrix from a category-dtype frame itself, so it gets the native
+    # input (DMatrix with enable_categorical / CatBoost Pool), which it accepts as is.
+    explainer = _TREE_EXPLAINERS.get(native)
+    values = np.asarray(explainer.shap_values(data, check_additivity=False), dtype=np.float64)
+    n_rows = data.num_row()
+    if values.ndim != 2 or values.shape[0] != n_rows:
+        raise ExplainError(f"shap returned values of shape {values.shape} for {n_rows} rows")
+    base = float(np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)[0])
+    return values, np.full(n_rows, base)
+
+
+BACKENDS: dict[tuple[str, str], Backend] = {
+    ("native", "xgboost"): Backend("native", "xgboost", ("auto", "direct"), _xgboost_native),
+    ("native", "catboost"): Backend("native", "catboost", ("auto", "direct", "precalc"),
+                                    _catboost_native),
+    ("reference", "xgboost"): Backend("reference", "xgboost", ("auto",), _shap_reference),
+    ("reference", "catboost"): Backend("reference", "catboost", ("auto",), _shap_reference),
+}
+
+
+def _backend(name: str, framework: str, mode: str) -> Backend:
+    try:
+        chosen = BACKENDS[(name, framework)]
+    except KeyError:
+        known = sorted({b for b, f in BACKENDS if f == framework})
+        raise ExplainError(f"No {name!r} SHAP backend for {framework} models; use one of "
+                           f"{', '.join(known) or 'none'}") from None
+    if mode not in chosen.modes:
+        raise ExplainError(f"The {name} {framework} backend has no mode {mode!r}; use one of "
+                           f"{', '.join(chosen.modes)}")
+    return chosen
+
+
+def model_input_for(model: LoadedModel, x: ModelInput | pd.DataFrame) -> ModelInput:
+    """The model's input for x: prepared from a raw frame, or checked when already prepared."""
+    if isinstance(x, ModelInput):
+        if list(x.frame.columns) != model.schema.names:
+            raise ExplainError(f"Model input columns do not match {model.key}'s schema; "
+                               "prepare the frame with the model's schema")
+        return x
+    if isinstance(x, pd.DataFrame):
+        return model.prepare(x)
+    raise ExplainError(f"Cannot explain a {type(x).__name__}; pass a DataFrame or ModelInput")
+
+
+def explain(model: LoadedModel, x: ModelInput | pd.DataFrame, *, backend: str = "native",
+            mode: str = "auto", row_ids: np.ndarray | pd.Series | None = None) -> Explanation:
+    """SHAP values in log-odds for every row of x, verified to add up to the model's margin.
+
+    mode: "auto" picks the fastest exact algorithm for the workload; CatBoost also takes
+    "direct" (NoPreCalc) and "precalc" (UsePreCalc).
+    """
+    chosen = _backend(backend, model.framework, mode)
+    inputs = model_input_for(model, x)
+    if len(inputs.frame) == 0:
+        raise ExplainError("There are no rows to explain")
+    framework = model.backend
+    native_input = framework.native_input(model.native, inputs, model.schema)
+    values, bias = chosen.contributions(model.native, native_input, mode)
+    n_features = len(model.schema.names)
+    if values.shape[1] != n_features:
+        raise ExplainError(f"{model.key} explains {values.shape[1]} features but its schema has "
+                           f"{n_features}; the schema does not belong to this model")
+    if float(np.ptp(bias)) > BASE_VALUE_TOL:
+        raise ExplainError(f"{model.key}'s base value differs between rows (per-row base margin?); "
+                           "FraudLens needs one base value per explanation")
+    explanation = Explanation(
+        values=values,
+        base_value=float(bias[0]),
+        feature_names=tuple(model.schema.names),
+        data=inputs.frame,
+        output_space="log-odds",
+        flagged=inputs.flagged,
+        row_ids=None if row_ids is None else np.asarray(row_ids),
+    )
+    explanation.check_additivity(framework.margin(model.native, native_input), ADDITIVITY_TOL)
+    return explanation

@@ -1,0 +1,80 @@
+"""FraudLens entry point: a router only. Refuse unsafe starts, sign in, then show the pages
+the principal's role may use. A page the role may not use is absent from the menu; opening it
+by URL reaches a hidden page that the router (and the page itself) deny and audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from app.auth import NO_ROLE, can, current_principal, demo_active, deny, startup_problem
+
+HERE = Path(__file__).parent
+DEMO_BANNER = "Demo mode — synthetic data, sign-in disabled, loopback only"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    permission: str
+
+
+PAGES = (
+    PageSpec("pages/home.py", "Home", ":material/home:", "home", "cases"),
+    PageSpec("pages/case_explorer.py", "Case Explorer", ":material/search:", "cases", "cases"),
+    PageSpec("pages/global_patterns.py", "Global Patterns", ":material/insights:", "patterns",
+             "patterns"),
+    PageSpec("pages/model_comparison.py", "Model Comparison", ":material/compare_arrows:",
+             "compare", "compare"),
+    PageSpec("pages/pattern_review.py", "Pattern Review", ":material/rate_review:", "review",
+             "review"),
+    PageSpec("pages/audit_trail.py", "Audit Trail", ":material/policy:", "audit", "audit"),
+)
+
+st.set_page_config(page_title="FraudLens", page_icon=":material/policy:", layout="wide")
+
+problem = startup_problem()
+if problem:
+    st.error(problem)
+    st.stop()
+if demo_active():
+    st.warning(DEMO_BANNER, icon=":material/science:")
+
+principal = current_principal()
+if principal is None:
+    # Only the sign-in page exists for an anonymous visitor: any other URL lands here.
+    st.navigation([st.Page(HERE / "pages/sign_in.py", title="Sign in", icon=":material/login:",
+                           url_path="sign_in", default=True)], position="hidden").run()
+    st.stop()
+
+with st.sidebar:
+    st.markdown(f"**{principal.name}**")
+    st.caption(f"{principal.email} · role: {principal.role}")
+    if not demo_active() and st.button("Sign out", icon=":material/logout:",
+                                       key="fraudlens_sign_out"):
+        st.session_state.clear()
+        st.logout()
+
+if principal.role == NO_ROLE:
+    deny(principal, "FraudLens", "cases")
+    st.stop()
+
+available = [p for p in PAGES if (HERE / p.path).is_file()]
+allowed_first = sorted(available, key=lambda p: not can(principal, p.permission))
+pages = [
+    (spec, st.Page(HERE / spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                   default=spec is allowed_first[0],
+                   visibility="visible" if can(principal, spec.permission) else "hidden"))
+    for spec in allowed_first
+]
+selected = st.navigation([page for _, page in pages])
+spec = next(spec for spec, page in pages if page is selected)
+if not can(principal, spec.permission):
+    deny(principal, spec.title, spec.permission)
+    st.stop()
+selected.run()
