@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import numpy as np
 import pandas as pd
+from altair.utils import sanitize_pandas_dataframe
 
 from data_access.schema import FeatureSchema
 
@@ -23,7 +24,14 @@ RAISES = "#c0392b"  # pushes towards fraud
 LOWERS = "#2471a3"  # pushes towards legit
 NEUTRAL = "#7b7d7d"
 LOG_ODDS = "Contribution to the score (log-odds)"
+_QUINTILES = [LOWERS, "#7fb3d5", "#d5d8dc", "#f1948a", RAISES]
 _SCORE_SCALE = alt.Scale(domain=[0, 1], scheme="orangered")
+
+
+def _inline(df: pd.DataFrame) -> alt.Data:
+    """Rows inlined in the spec: Altair's 5,000-row guard is for accidental full tables, and
+    these charts take seeded samples the caller has already bounded."""
+    return alt.Data(values=sanitize_pandas_dataframe(df).to_dict(orient="records"))
 
 
 def _pct(p: float) -> str:
@@ -132,7 +140,7 @@ def beeswarm_chart(long: pd.DataFrame, row_height: int = 34) -> alt.LayerChart:
     y = alt.Y("feature:N", sort=features, title=None, axis=alt.Axis(labelLimit=260))
     tooltip = [alt.Tooltip("feature:N"), alt.Tooltip("value:N", title="feature value"),
                alt.Tooltip("shap:Q", title="log-odds", format="+.3f")]
-    base = alt.Chart(long).encode(
+    base = alt.Chart(_inline(long)).encode(
         x=alt.X("shap:Q", title=LOG_ODDS), y=y,
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
         tooltip=tooltip)
@@ -152,20 +160,25 @@ def dependence_chart(frame: pd.DataFrame, feature: str, color_by: str | None,
                      categorical: bool, color_categorical: bool) -> alt.Chart:
     """SHAP of `feature` against its value, coloured by `color_by`'s value. `frame` has
     `value`, `shap` and, when colouring, `color`."""
+    vtype = "N" if categorical else "Q"
+    ctype = "N" if color_categorical else "Q"
     x = (alt.X("value:N", title=feature, sort="ascending") if categorical
          else alt.X("value:Q", title=feature, scale=alt.Scale(zero=False)))
     enc: dict = {
         "x": x, "y": alt.Y("shap:Q", title=f"SHAP of {feature} (log-odds)"),
-        "tooltip": [alt.Tooltip("value", title=feature),
+        "tooltip": [alt.Tooltip(f"value:{vtype}", title=feature),
                     alt.Tooltip("shap:Q", title="log-odds", format="+.3f")]}
     if color_by is not None and "color" in frame.columns:
         enc["color"] = (alt.Color("color:N", title=color_by) if color_categorical else
-                        alt.Color("color:Q", title=color_by,
-                                  scale=alt.Scale(range=[LOWERS, "#d5d8dc", RAISES])))
-        enc["tooltip"].append(alt.Tooltip("color", title=color_by))
+                        alt.Color("color:Q", title=f"{color_by} (quintiles)",
+                                  scale=alt.Scale(type="quantile", range=_QUINTILES)))
+        enc["tooltip"].append(alt.Tooltip(f"color:{ctype}", title=color_by))
+    df = frame
     if categorical:
-        enc["xOffset"] = alt.XOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5]))
-    return alt.Chart(frame).mark_circle(size=14, opacity=0.6).encode(**enc).properties(
+        # deterministic jitter from the row position, so a redraw does not move the points
+        df = frame.assign(jitter=(np.arange(len(frame)) * 0.6180339887) % 1.0 - 0.5)
+        enc["xOffset"] = alt.XOffset("jitter:Q", scale=alt.Scale(domain=[-0.6, 0.6]))
+    return alt.Chart(_inline(df)).mark_circle(size=14, opacity=0.6).encode(**enc).properties(
         height=360)
 
 

@@ -3,8 +3,10 @@ formats an analyst reads (USD with $, scores as %), model pickers."""
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -15,9 +17,12 @@ from app.auth import audit_event
 from app.cases import case_link
 from app.queries import ModelInfo
 from data_access.errors import AuditError
+from data_access.exports import csv_bytes
 
 __all__ = [
+    "PreparedExport",
     "audit_case_view",
+    "audited_csv_download",
     "case_url",
     "chart",
     "missing",
@@ -146,3 +151,52 @@ def case_url(transaction_id: str, model_id: str) -> str:
     query = case_link(transaction_id, model_id)
     base = st.context.url
     return f"{base}{query}" if base else f"cases{query}"
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    """CSV bytes whose export is already recorded in the audit trail."""
+
+    data: bytes
+    sha256: str
+    rows: int
+
+
+def export_key(key: str) -> str:
+    return f"_fraudlens_export_{key}"
+
+
+def audited_csv_download(label: str, frame: pd.DataFrame, *, target: str, file_name: str,
+                         key: str, details: Mapping[str, Any]) -> PreparedExport | None:
+    """A CSV download that is audited before any byte leaves the server.
+
+    The bytes are `data_access.exports.csv_bytes(frame)`, exactly what the CLI writes. The
+    first click writes the `export` audit record (target, sha256, rows, details); only once
+    it is stored is the download button offered, with those very bytes. If the audit write
+    fails, no download is offered. Changing the data (another cohort) asks again.
+    """
+    data = csv_bytes(frame)
+    digest = hashlib.sha256(data).hexdigest()
+    prepared = st.session_state.get(export_key(key))
+    if not (isinstance(prepared, PreparedExport) and prepared.sha256 == digest):
+        prepared = None
+        if st.button(f"Prepare {label}", key=f"{key}_prepare", icon=":material/download:",
+                     help="Records the export (who, what, SHA-256) in the audit trail, then "
+                          "offers the file"):
+            try:
+                audit_event("export", target, "ok",
+                            {**details, "sha256": digest, "rows": len(frame),
+                             "bytes": len(data), "format": "csv"})
+            except AuditError as exc:
+                st.error(f"Export refused: the audit record could not be written ({exc}).")
+                return None
+            prepared = PreparedExport(data, digest, len(frame))
+            st.session_state[export_key(key)] = prepared
+    if prepared is None:
+        return None
+    st.download_button(f"Download {label}", data=prepared.data, file_name=file_name,
+                       mime="text/csv", key=f"{key}_download", on_click="ignore",
+                       type="primary", icon=":material/download:")
+    st.caption(f"{prepared.rows} rows · SHA-256 {prepared.sha256[:16]}… · recorded in the "
+               "audit trail")
+    return prepared

@@ -20,7 +20,8 @@ from data_access.schema import ModelInput
 from explainers.explanation import ExplainError, Explanation
 from explainers.model import LoadedModel
 
-__all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_for"]
+__all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_for",
+           "warm_reference"]
 
 # Direct (NoPreCalc) CatBoost SHAP costs O(T*L*D^2) per row; UsePreCalc pays O(T*L^2*D^2) once
 # and then O(T*(D+F)) per row. Measured on 300 trees of depth 6 (L=64 leaves), 2 cores: 1 row
@@ -107,6 +108,11 @@ def _shap_reference(native: Any, data: Any, mode: str) -> tuple[np.ndarray, np.n
         raise ExplainError(f"shap returned values of shape {values.shape} for {n_rows} rows")
     base = float(np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)[0])
     return values, np.full(n_rows, base)
+
+
+def warm_reference(model: LoadedModel) -> None:
+    """Build and keep the model's shap.TreeExplainer now (it parses every tree) for later calls."""
+    _TREE_EXPLAINERS.get(model.native)
 
 
 BACKENDS: dict[tuple[str, str], Backend] = {

@@ -43,7 +43,7 @@ class Explanation:
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float64)
         if values.ndim != 2:
-            raise ExplainError(f"SHAP values must be a 2-D array (rows, features), got {values.shape}")
+            raise ExplainError(f"SHAP values must be 2-D (rows, features), got {values.shape}")
         n, n_features = values.shape
         names = tuple(str(f) for f in self.feature_names)
         if len(names) != n_features:
@@ -54,8 +54,8 @@ class Explanation:
         if len(self.data) != n:
             raise ExplainError(f"Explanation data has {len(self.data)} rows but SHAP values {n}")
         if self.output_space not in OUTPUT_SPACES:
-            raise ExplainError(
-                f"Unknown output space {self.output_space!r}; use one of {', '.join(OUTPUT_SPACES)}")
+            raise ExplainError(f"Unknown output space {self.output_space!r}; "
+                               f"use one of {', '.join(OUTPUT_SPACES)}")
         flagged = (np.zeros(n, dtype=bool) if self.flagged is None
                    else np.asarray(self.flagged, dtype=bool).reshape(-1))
         if len(flagged) != n:
@@ -75,7 +75,7 @@ class Explanation:
         return int(self.values.shape[0])
 
     def __getitem__(self, rows: Any) -> Explanation:
-        """A cohort: the same explanation restricted to rows (int, slice, bool mask or positions)."""
+        """A cohort: the same explanation on some rows (int, slice, bool mask or positions)."""
         if isinstance(rows, (int, np.integer)):
             rows = [int(rows)]
         if isinstance(rows, slice):
@@ -88,7 +88,8 @@ class Explanation:
                 positions = np.flatnonzero(arr)
             else:
                 positions = arr.astype(np.int64).reshape(-1)
-                if positions.size and (positions.max() >= len(self) or positions.min() < -len(self)):
+                out_of_range = (positions >= len(self)) | (positions < -len(self))
+                if out_of_range.any():
                     raise ExplainError(f"Row position out of range for {len(self)} rows")
         return Explanation(
             values=self.values[positions],

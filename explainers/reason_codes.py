@@ -133,5 +133,6 @@ def reason_codes(expl_row: Explanation, catalog: FeatureCatalog, *, top_n: int =
         name = expl_row.feature_names[j]
         entry = catalog.get(name)
         value = _raw_value(expl_row.data.iloc[:, j], entry)
-        codes.append(ReasonCode(name, value, float(shap[j]), _sentence(name, value, shap[j], entry)))
+        text = _sentence(name, value, float(shap[j]), entry)
+        codes.append(ReasonCode(name, value, float(shap[j]), text))
     return codes

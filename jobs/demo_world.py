@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
 TYPOLOGIES = ("account_takeover", "card_testing", "money_mule", "promo_abuse")
@@ -149,7 +150,7 @@ _FIRST = ("alex", "sam", "maria", "li", "omar", "yuki", "ana", "ivan", "chen", "
 _LAST = ("smith", "garcia", "kim", "okafor", "silva", "muller", "khan", "tanaka", "rossi",
          "dubois", "nguyen", "patel", "lopez", "novak", "haddad", "berg")
 _IP_PREFIXES = ("192.0.2.", "198.51.100.", "203.0.113.")
-_IPS = np.array([p + str(h) for p in _IP_PREFIXES for h in range(1, 255)], dtype=object)
+_IPS = tuple(p + str(h) for p in _IP_PREFIXES for h in range(1, 255))
 
 
 @dataclass(frozen=True)
@@ -232,33 +233,40 @@ def _max_fraud_rows(size: int) -> int:
     return int(size * 2 * _FRAUD_RATE) + 20
 
 
-def _fmt_digits(prefix: str, values: np.ndarray, width: int) -> np.ndarray:
-    """Vectorised f"{prefix}{value:0{width}d}" as an object array of str."""
+def _fmt_digits(prefix: str, values: np.ndarray, width: int) -> pa.Array:
+    """Vectorised f"{prefix}{value:0{width}d}" as an Arrow string array."""
     v = np.asarray(values, dtype=np.int64)
-    n = len(v)
     pw = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    mat = np.empty((n, len(prefix) + width), dtype=np.uint8)
+    mat = np.empty((len(v), len(prefix) + width), dtype=np.uint8)
     mat[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
     mat[:, len(prefix):] = (v[:, None] // pw) % 10 + 48
-    return _bytes_rows_to_str(mat)
+    return _fixed_width_strings(mat)
 
 
-def _fmt_hex(prefix: str, raw: np.ndarray) -> np.ndarray:
-    """Rows of random bytes (n, k) to f"{prefix}{hex}" strings."""
+def _fmt_hex(prefix: str, raw: np.ndarray) -> pa.Array:
+    """Rows of bytes (n, k) to f"{prefix}{hex}" strings, as an Arrow string array."""
     table = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     n, k = raw.shape
     mat = np.empty((n, len(prefix) + 2 * k), dtype=np.uint8)
     mat[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
     mat[:, len(prefix)::2] = table[raw >> 4]
     mat[:, len(prefix) + 1::2] = table[raw & 15]
-    return _bytes_rows_to_str(mat)
+    return _fixed_width_strings(mat)
 
 
-def _bytes_rows_to_str(mat: np.ndarray) -> np.ndarray:
-    width = mat.shape[1]
-    if len(mat) == 0:
-        return np.empty(0, dtype=object)
-    return np.ascontiguousarray(mat).view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+def _fixed_width_strings(mat: np.ndarray) -> pa.Array:
+    """Each row of an ASCII byte matrix becomes one string, without Python objects."""
+    n, width = mat.shape
+    large = n * width >= 2**31 - 1
+    offsets = np.arange(n + 1, dtype=np.int64 if large else np.int32) * width
+    cls = pa.LargeStringArray if large else pa.StringArray
+    return cls.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(mat)))
+
+
+def _take(values: pa.Array, idx: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """values[idx] in Arrow; rows where `valid` is False become null."""
+    mask = None if valid is None else ~np.asarray(valid, dtype=bool)
+    return values.take(pa.array(np.asarray(idx, dtype=np.int64), mask=mask))
 
 
 def _pick(rng: np.random.Generator, p: np.ndarray) -> np.ndarray:
@@ -276,7 +284,8 @@ class _Accounts:
     """Column arrays of the accounts of one chunk (legit first, fraud-only appended)."""
 
     COLS = ("created", "country", "kyc", "os", "chan", "scale", "chargebacks", "promo", "apd",
-            "ip_var", "ip", "ip2", "reset", "device", "card", "email_name", "email_tag")
+            "ip_var", "ip", "ip2", "reset", "device", "card", "wallet", "email_name",
+            "email_tag")
 
     def __init__(self) -> None:
         self.parts: list[dict[str, np.ndarray]] = []
@@ -302,6 +311,7 @@ class _Accounts:
             "reset": np.full(n, np.nan),
             "device": rng.integers(0, 10**8, n),
             "card": rng.integers(0, 10**12, n),
+            "wallet": rng.integers(0, 2**62, n),
             "email_name": rng.integers(0, len(_FIRST) * len(_LAST) * 1000, n),
             "email_tag": np.full(n, -1, dtype=np.int64),
         }
@@ -625,25 +635,28 @@ def _assemble(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: dict[s
     amount = np.round(np.maximum(plan["amount"], 0.5), 2)
     typ = plan["typ"]
 
-    # Exact windowed aggregates per account, on (account, time) keys.
+    # Exact windowed aggregates per account, on sorted (account, time) keys; sorted queries
+    # keep searchsorted cache-friendly. Results are mapped back to plan order with `inv`.
     big = span + 10 * _DAY
     key = a * big + t
     order = np.argsort(key, kind="stable")
+    inv = np.empty_like(order)
+    inv[order] = np.arange(n)
     ks = key[order]
-    lo, hi = _window_count(ks, key, _HOUR)
-    txn_count_1h = (hi - lo).astype(np.int32)
-    lo, hi = _window_count(ks, key, _DAY)
-    count_24h = hi - lo
+    txn_s = txn[order]
+    lo, hi = _window_count(ks, ks, _HOUR)
+    txn_count_1h = (hi - lo).astype(np.int32)[inv]
+    lo, hi = _window_count(ks, ks, _DAY)
+    count_24h = (hi - lo)[inv]
     cs = np.concatenate([[0.0], np.cumsum(amount[order])])
-    amount_24h = cs[hi] - cs[lo]
-    card_keys = np.sort(key[txn == _CARD])
-    lo, hi = _window_count(card_keys, key, 10 * _MIN)
-    card_10m = (hi - lo).astype(np.int32)
-    dep_keys = np.sort(key[txn == _DEP])
-    j = np.searchsorted(dep_keys, key, side="left") - 1
+    amount_24h = (cs[hi] - cs[lo])[inv]
+    lo, hi = _window_count(ks[txn_s == _CARD], ks, 10 * _MIN)
+    card_10m = (hi - lo).astype(np.int32)[inv]
+    dep_keys = ks[txn_s == _DEP]
+    j = np.searchsorted(dep_keys, ks, side="left") - 1
     prev = dep_keys[np.maximum(j, 0)] if len(dep_keys) else np.zeros(n, np.int64)
-    ok = (j >= 0) & (prev >= a * big) & (key - prev <= 7 * _DAY)
-    since_dep = np.where(ok, (key - prev) / _MIN, np.nan)
+    ok = (j >= 0) & (prev >= (ks // big) * big) & (ks - prev <= 7 * _DAY)
+    since_dep = np.where(ok, (ks - prev) / _MIN, np.nan)[inv]
 
     # Per-account and per-row sampled features.
     age_days = (t - acc["created"][a]) / _DAY
@@ -665,60 +678,70 @@ def _assemble(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: dict[s
     country = acc["country"][a].copy()
     country[rng.random(n) < 0.01] = -1
 
-    # Detail / PII columns.
-    ip_idx = np.where(rng.random(n) < acc["ip_var"][a], acc["ip2"][a], acc["ip"][a])
-    ip_idx = np.where(plan["foreign_ip"], rng.integers(0, len(_IPS), n), ip_idx)
-    device_num = np.where(new_device == 1, rng.integers(0, 10**8, n), acc["device"][a])
-    is_card = txn == _CARD
-    card_num = np.where(plan["fresh_card"], rng.integers(0, 10**12, n), acc["card"][a])
-    card = np.full(n, None, dtype=object)
-    card[is_card] = _fmt_digits("4000", card_num[is_card], 12)
-    is_wd = txn == _WD
-    wd = np.full(n, None, dtype=object)
-    acct_addr = _fmt_hex("0x", _addr_bytes(acc["card"]))
-    wd[is_wd] = acct_addr[a[is_wd]]
-    fresh = is_wd & (plan["new_wd"] == 1)
-    wd[fresh] = _fmt_hex("0x", rng.integers(0, 256, (int(fresh.sum()), 20), dtype=np.uint8))
-    emails = _emails(acc)
-
-    # Account ids: a random subset of this chunk's block; rows sorted by event time.
-    acct_ids = _fmt_digits("A", acct_off + rng.permutation(block)[: len(acc["created"])],
-                           acct_width)
-    by_time = np.argsort(t, kind="stable")
-    tx_ids = _fmt_digits("T", txn_off + np.arange(n), txn_width)
+    # Everything from here on is in event-time order.
+    s = np.argsort(t, kind="stable")
+    a_s = a[s]
     start_ns = end.value - span * 1_000_000
-    event_ns = start_ns + t[by_time] * 1_000_000
+    event_ns = start_ns + t[s] * 1_000_000
 
     def cat(codes: np.ndarray, cats: tuple[str, ...]) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes[by_time].astype(np.int8), categories=list(cats))
+        return pd.Categorical.from_codes(codes[s].astype(np.int8), categories=list(cats))
 
-    s = by_time
     feats = {
         "amount_usd": amount[s], "txn_count_1h": txn_count_1h[s], "amount_24h_usd": amount_24h[s],
         "distinct_ips_24h": ips[s].astype(np.int32), "card_txn_count_10m": card_10m[s],
         "minutes_since_password_reset": reset_min[s], "new_device": new_device[s],
-        "new_withdrawal_address": (plan["new_wd"] & is_wd)[s].astype(np.int8),
+        "new_withdrawal_address": (plan["new_wd"] & (txn == _WD))[s].astype(np.int8),
         "minutes_since_last_deposit": since_dep[s], "account_age_days": age_days[s],
         "avg_amount_30d_usd": avg30[s], "amount_vs_30d_avg": ratio[s],
-        "chargebacks_90d": acc["chargebacks"][a][s].astype(np.int32),
-        "promo_redemptions_30d": acc["promo"][a][s].astype(np.int32),
-        "accounts_per_device": acc["apd"][a][s].astype(np.int32),
+        "chargebacks_90d": acc["chargebacks"][a_s].astype(np.int32),
+        "promo_redemptions_30d": acc["promo"][a_s].astype(np.int32),
+        "accounts_per_device": acc["apd"][a_s].astype(np.int32),
         "txn_type": cat(txn, TXN_TYPES), "country": cat(country, COUNTRIES),
         "kyc_level": cat(acc["kyc"][a], KYC_LEVELS),
         "payment_method": cat(plan["pay"], PAYMENT_METHODS),
         "asset": cat(plan["asset"], ASSETS), "device_os": cat(os_code, DEVICE_OS),
         "channel": cat(plan["chan"], CHANNELS),
     }
+
+    # Detail / PII columns, built as Arrow strings (no Python object per row).
+    n_acc = len(acc["created"])
+    txn_s = txn[s]
+    ip_idx = np.where(rng.random(n) < acc["ip_var"][a_s], acc["ip2"][a_s], acc["ip"][a_s])
+    foreign = plan["foreign_ip"][s]
+    ip_idx[foreign] = rng.integers(0, len(_IPS), int(foreign.sum()))
+    new_dev_s = new_device[s] == 1
+    device_num = acc["device"][a_s]
+    device_num[new_dev_s] = rng.integers(0, 10**8, int(new_dev_s.sum()))
+    is_card = txn_s == _CARD
+    card_num = np.where(plan["fresh_card"][s], rng.integers(0, 10**12, n), acc["card"][a_s])
+    cards = _fmt_digits("4000", card_num[is_card], 12)
+    is_wd = txn_s == _WD
+    fresh = is_wd & (plan["new_wd"][s] == 1)
+    n_fresh = int(fresh.sum())
+    addr_pool = pa.concat_arrays([
+        _fmt_hex("0x", _addr_bytes(acc["wallet"])),
+        _fmt_hex("0x", rng.integers(0, 256, (n_fresh, 20), dtype=np.uint8))])
+    addr_idx = a_s.copy()
+    addr_idx[fresh] = n_acc + np.arange(n_fresh)
+    acct_ids = _fmt_digits("A", acct_off + rng.permutation(block)[:n_acc], acct_width)
+    tx_ids = _fmt_digits("T", txn_off + np.arange(n), txn_width)
+    strings = pa.table({
+        "transaction_id": tx_ids,
+        "account_id": _take(acct_ids, a_s),
+        "email": _take(pa.array(_emails(acc), type=pa.string()), a_s),
+        "ip_address": _take(pa.array(_IPS, type=pa.string()), ip_idx),
+        "device_id": _fmt_digits("D", device_num, 8),
+        "card_number": _take(cards, np.cumsum(is_card) - 1, is_card),
+        "withdrawal_address": _take(addr_pool, addr_idx, is_wd),
+    }).to_pandas()
+
     event_time = pd.DatetimeIndex(event_ns.astype("datetime64[ns]")).tz_localize("UTC")
-    tx = pd.DataFrame({"transaction_id": tx_ids, "account_id": acct_ids[a[s]],
-                       "event_time": event_time})
-    for name in FEATURE_NAMES:
-        tx[name] = feats[name]
-    tx["email"] = emails[a[s]]
-    tx["ip_address"] = _IPS[ip_idx[s]]
-    tx["device_id"] = _fmt_digits("D", device_num[s], 8)
-    tx["card_number"] = card[s]
-    tx["withdrawal_address"] = wd[s]
+    cols: dict[str, object] = {"transaction_id": strings["transaction_id"],
+                               "account_id": strings["account_id"], "event_time": event_time}
+    cols.update((name, feats[name]) for name in FEATURE_NAMES)
+    cols.update((name, strings[name]) for name in PII_COLUMNS if name != "currency")
+    tx = pd.DataFrame(cols)
     tx["currency"] = "USD"
 
     # Labels: chargebacks arrive 2-40 days late, legit labels mature after 30-33 days.
@@ -727,13 +750,12 @@ def _assemble(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: dict[s
                           30 + rng.random(n) * 3)
     label_ns = event_ns + (delay_days * _DAY).astype(np.int64) * 1_000_000
     all_labels = pd.DataFrame({
-        "transaction_id": tx_ids, "is_fraud": fraud.astype(np.int8),
+        "transaction_id": strings["transaction_id"], "is_fraud": fraud.astype(np.int8),
         "label_time": pd.DatetimeIndex(label_ns.astype("datetime64[ns]")).tz_localize("UTC")})
-    known = label_ns <= end.value
-    labels = all_labels[known].reset_index(drop=True)
-    names = np.array(_TYPOLOGY_NAMES, dtype=object)
-    ground_truth = pd.DataFrame({"transaction_id": tx_ids[fraud], "typology": names[typ[s][fraud]]})
-    return World(tx, labels, ground_truth, all_labels)
+    labels = all_labels[label_ns <= end.value].reset_index(drop=True)
+    gt_ids = pa.table({"transaction_id": tx_ids.filter(pa.array(fraud))}).to_pandas()
+    gt_ids["typology"] = np.array(_TYPOLOGY_NAMES, dtype=object)[typ[s][fraud]]
+    return World(tx, labels, gt_ids, all_labels)
 
 
 def _addr_bytes(seed_values: np.ndarray) -> np.ndarray:

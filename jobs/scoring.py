@@ -56,7 +56,8 @@ def score_transactions(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
     model_id = model.key
     todo = con.execute(
         "SELECT count(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM scores s "
-        "WHERE s.model_id = ? AND s.transaction_id = t.transaction_id)", [model_id]).fetchall()[0][0]
+        "WHERE s.model_id = ? AND s.transaction_id = t.transaction_id)",
+        [model_id]).fetchall()[0][0]
     if todo == 0:
         return 0
     scored_at = datetime.now(UTC)

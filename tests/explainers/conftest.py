@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,6 +113,12 @@ def cb_model(train_data: tuple[pd.DataFrame, np.ndarray]) -> LoadedModel:
 @pytest.fixture(scope="session", params=["xgboost", "catboost"])
 def model(request: pytest.FixtureRequest) -> LoadedModel:
     return request.getfixturevalue("xgb_model" if request.param == "xgboost" else "cb_model")
+
+
+@pytest.fixture(scope="session")
+def train_xgb() -> Callable[..., LoadedModel]:
+    """The XGBoost trainer, for tests that build their own small models."""
+    return train_xgboost
 
 
 @pytest.fixture(scope="session")

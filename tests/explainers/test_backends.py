@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from itertools import combinations
 
 import numpy as np
@@ -12,7 +13,6 @@ import pytest
 import shap
 import xgboost as xgb
 from catboost import Pool
-from conftest import SCHEMA, train_xgboost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +44,7 @@ def test_native_matches_shap_tree_explainer_with_categoricals_and_missing(
     values, base = shap_tree_explainer(model, df)
     assert np.abs(expl.values - values).max() <= EXACT
     assert abs(expl.base_value - base) <= EXACT
-    assert np.abs(expl.values[:, SCHEMA.names.index("country")]).max() > 0.05
+    assert np.abs(expl.column("country")).max() > 0.05
 
 
 def test_reference_backend_matches_native(model: LoadedModel,
@@ -62,7 +62,7 @@ def test_shap_values_add_up_to_the_model_margin(model: LoadedModel,
     margin = model.margin(model.prepare(df))
     assert np.abs(expl.margin() - margin).max() <= 1e-4
     assert expl.values.dtype == np.float64 and expl.values.shape == (len(df), 6)
-    assert list(expl.data.columns) == SCHEMA.names
+    assert list(expl.data.columns) == model.schema.names
 
 
 def test_xgboost_numeric_matches_shaps_own_tree_shap(numeric_xgb_model: LoadedModel) -> None:
@@ -150,7 +150,7 @@ def test_every_framework_has_both_backends() -> None:
 
 def test_misshapen_or_empty_input_is_refused(xgb_model: LoadedModel, holdout: tuple) -> None:
     prepared = xgb_model.prepare(holdout[0].iloc[:3])
-    wrong = type(prepared)(prepared.frame[SCHEMA.names[::-1]], prepared.flagged)
+    wrong = type(prepared)(prepared.frame[xgb_model.schema.names[::-1]], prepared.flagged)
     with pytest.raises(ExplainError, match="schema"):
         explain(xgb_model, wrong)
     with pytest.raises(ExplainError, match="no rows"):
@@ -198,8 +198,9 @@ def brute_force_shap(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n_features=st.integers(1, 4), depth=st.integers(1, 4), trees=st.integers(1, 8),
        nan_rate=st.sampled_from([0.0, 0.1, 0.4]), seed=st.integers(0, 2 ** 16))
-def test_random_xgboost_models_are_exact_and_additive(n_features: int, depth: int, trees: int,
-                                                      nan_rate: float, seed: int) -> None:
+def test_random_xgboost_models_are_exact_and_additive(
+        train_xgb: Callable[..., LoadedModel], n_features: int, depth: int, trees: int,
+        nan_rate: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     schema = FeatureSchema.from_dict({"target": "y", "features": [
         {"name": f"f{i}", "dtype": "float"} for i in range(n_features)]})
@@ -207,7 +208,7 @@ def test_random_xgboost_models_are_exact_and_additive(n_features: int, depth: in
     raw[rng.random(raw.shape) < nan_rate] = np.nan
     df = pd.DataFrame(raw, columns=schema.names)
     signal = np.nan_to_num(raw) @ rng.normal(size=n_features) + rng.normal(size=160)
-    model = train_xgboost(schema, df, (signal > 0).astype(int), trees=trees, depth=depth,
+    model = train_xgb(schema, df, (signal > 0).astype(int), trees=trees, depth=depth,
                           seed=seed)
     native = explain(model, df)
     reference = explain(model, df, backend="reference")

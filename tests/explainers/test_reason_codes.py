@@ -26,12 +26,9 @@ SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
 ]})
 
 
-def one_row(shap: list[float], values: dict, names: tuple[str, ...] | None = None) -> Explanation:
-    names = names or tuple(SCHEMA.names)
+def one_row(shap: list[float], values: dict) -> Explanation:
     frame = SCHEMA.model_input(pd.DataFrame({k: [v] for k, v in values.items()})).frame
-    data = frame if names == tuple(SCHEMA.names) else frame.rename(
-        columns=dict(zip(SCHEMA.names, names, strict=True)))
-    return Explanation(np.array([shap]), -3.0, names, data)
+    return Explanation(np.array([shap]), -3.0, tuple(SCHEMA.names), frame)
 
 
 ROW = {"amount_vs_30d_avg": 8.3, "amount_usd": 1234.0, "minutes_since_login": 12.0,

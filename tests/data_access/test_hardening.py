@@ -1,0 +1,125 @@
+"""The app's warehouse connection is a sandbox (SECURITY 10); bad warehouses fail clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from data_access.errors import WarehouseError
+from data_access.warehouse import open_reader
+from data_access.workspace import Workspace
+
+
+@pytest.fixture
+def app_reader(workspace_copy: Path):
+    """The connection the app uses: `Workspace.reader()` (what `app.resources.reader` caches)."""
+    con = Workspace.at(workspace_copy).reader()
+    yield con
+    con.close()
+
+
+def test_reading_local_files_is_refused(app_reader):
+    with pytest.raises(duckdb.Error, match=r"(?i)external access|disabled"):
+        app_reader.execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
+    with pytest.raises(duckdb.Error):
+        app_reader.execute("SELECT * FROM read_text('/etc/hostname')").fetchall()
+
+
+def test_writing_files_and_tables_is_refused(app_reader, tmp_path: Path):
+    out = tmp_path / "dump.csv"
+    with pytest.raises(duckdb.Error):
+        app_reader.execute(f"COPY (SELECT 1) TO '{out}'")
+    with pytest.raises(duckdb.Error, match=r"(?i)read-only|read only"):
+        app_reader.execute("DELETE FROM transactions")
+    assert not out.exists()
+
+
+def test_configuration_cannot_be_unlocked(app_reader):
+    for stmt in ("SET enable_external_access = true", "SET lock_configuration = false",
+                 "SET python_enable_replacements = true"):
+        with pytest.raises(duckdb.Error, match=r"(?i)lock|configuration"):
+            app_reader.execute(stmt)
+    with pytest.raises(duckdb.Error):
+        app_reader.execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
+
+
+def test_extensions_cannot_be_loaded(app_reader):
+    with pytest.raises(duckdb.Error):
+        app_reader.execute("INSTALL httpfs")
+    with pytest.raises(duckdb.Error):
+        app_reader.execute("LOAD httpfs")
+
+
+def test_python_variables_do_not_resolve_as_tables(app_reader):
+    df = pd.DataFrame({"secret": ["from python"]})  # a local the SQL must not see
+    assert len(df) == 1
+    with pytest.raises(duckdb.CatalogException, match="df"):
+        app_reader.execute("SELECT * FROM df").fetchall()
+
+
+def test_injection_text_is_only_a_parameter_value(app_reader):
+    cur = app_reader.cursor()
+    total = cur.execute("SELECT count(*) FROM transactions").fetchone()[0]
+    assert total > 0
+    for evil in ("' OR 1=1--", "x' OR '1'='1", "1; DROP TABLE transactions; --"):
+        hits = cur.execute("SELECT count(*) FROM transactions WHERE account_id = ?",
+                           [evil]).fetchone()[0]
+        assert hits == 0
+    assert cur.execute("SELECT count(*) FROM transactions").fetchone()[0] == total
+
+
+def test_missing_warehouse_is_an_error_and_nothing_is_created(tmp_path: Path):
+    ws = tmp_path / "ws"
+    with pytest.raises(WarehouseError, match="No warehouse at"):
+        open_reader(ws)
+    assert not ws.exists()
+    ws.mkdir()
+    with pytest.raises(WarehouseError, match="fraudlens demo"):
+        Workspace.at(ws).reader()
+    assert list(ws.iterdir()) == []
+
+
+def test_foreign_duckdb_file_is_refused_naming_missing_tables(tmp_path: Path):
+    (tmp_path / "ws").mkdir()
+    path = tmp_path / "ws" / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
+    con.close()
+    with pytest.raises(WarehouseError) as info:
+        open_reader(tmp_path / "ws")
+    message = str(info.value)
+    assert "not a FraudLens warehouse" in message
+    for table in ("transactions", "labels", "models", "scores"):
+        assert table in message
+
+
+def test_non_duckdb_file_is_refused(tmp_path: Path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "warehouse.duckdb").write_bytes(b"PK\x03\x04 definitely not duckdb" * 100)
+    with pytest.raises(WarehouseError):
+        open_reader(tmp_path / "ws")
+
+
+def test_warehouse_held_by_a_writer_is_reported_as_locked(workspace_copy: Path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time, duckdb
+            con = duckdb.connect({str(workspace_copy / "warehouse.duckdb")!r})
+            print("ready", flush=True)
+            sys.stdin.readline()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseError, match="locked"):
+            open_reader(workspace_copy)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -1,0 +1,140 @@
+"""The SHAP store: exact, additive, resumable, idempotent, and what the exports write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.cli import main
+from data_access import shap_store
+from data_access.shap_store import Cohort
+from data_access.workspace import Workspace
+from jobs.explain import explain_frame, fill_store
+
+FEATURE_COLS = slice(2, None)
+
+
+def test_stored_values_add_up_to_the_scored_margin(demo_workspace):
+    con = Workspace(demo_workspace).reader()
+    try:
+        for model_id in ("fraud_xgb@1", "fraud_catboost@1"):
+            table, features = shap_store.stored_table(con, model_id)
+            total = " + ".join(f'"{f}"' for f in features)
+            worst, n = con.execute(
+                f"SELECT max(abs(s.base_value + {total} - sc.margin)), count(*) FROM {table} s "
+                "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ?",
+                [model_id]).fetchall()[0]
+            assert n == 20_000
+            assert worst < 1e-4
+    finally:
+        con.close()
+
+
+def test_stored_row_equals_on_demand_explanation(demo_workspace):
+    ws = Workspace(demo_workspace)
+    model = ws.registry.load("fraud_catboost@1")
+    con = ws.reader()
+    try:
+        frame = con.execute("SELECT * FROM transactions ORDER BY amount_usd DESC LIMIT 3").df()
+        stored = shap_store.values(con, model.key).set_index("transaction_id")
+    finally:
+        con.close()
+    expl = explain_frame(model, frame)
+    for i, txn in enumerate(frame["transaction_id"]):
+        np.testing.assert_allclose(stored.loc[txn, list(expl.feature_names)].to_numpy(float),
+                                   expl.values[i], atol=1e-9)
+
+
+def _store_count(ws: Workspace, model_id: str) -> int:
+    con = ws.reader()
+    try:
+        table, _ = shap_store.stored_table(con, model_id)
+        return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_explain_is_resumable_and_idempotent(workspace_copy):
+    ws = Workspace(workspace_copy)
+    con = ws.writer()
+    try:
+        table, _ = shap_store.stored_table(con, "fraud_xgb@1")
+        con.execute(f"DELETE FROM {table}").fetchall()
+        model = ws.registry.load("fraud_xgb@1")
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            fill_store(con, model, chunk_rows=4_000, fail_after_chunks=2)
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 8_000
+        assert fill_store(con, model, chunk_rows=4_000) == 12_000
+        assert fill_store(con, model, chunk_rows=4_000) == 0
+        dups = con.execute(f"SELECT count(*) - count(DISTINCT transaction_id) FROM {table}"
+                           ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert dups == 0
+    assert _store_count(ws, "fraud_xgb@1") == 20_000
+
+
+def test_seeded_sample_is_stable_across_resumes(workspace_copy):
+    ws = Workspace(workspace_copy)
+    con = ws.writer()
+    try:
+        table, _ = shap_store.stored_table(con, "fraud_catboost@1")
+        con.execute(f"DELETE FROM {table}").fetchall()
+        model = ws.registry.load("fraud_catboost@1")
+        assert fill_store(con, model, sample=1_500, seed=3) == 1_500
+        first = set(con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
+        assert fill_store(con, model, sample=1_500, seed=3) == 0
+        con.execute(f"DELETE FROM {table}").fetchall()
+        fill_store(con, model, sample=1_000, seed=3, chunk_rows=400)
+        fill_store(con, model, sample=1_500, seed=3, chunk_rows=400)
+        second = set(con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
+    finally:
+        con.close()
+    assert first == second
+
+
+def test_shap_summary_export_matches_the_values_export(demo_workspace, tmp_path: Path):
+    ws = str(demo_workspace)
+    args = ["--since", "2026-10-01", "--until", "2026-10-15"]
+    assert main(["--workspace", ws, "export", "shap-summary", "--model", "fraud_xgb", *args,
+                 "--out", str(tmp_path / "summary.csv")]) == 0
+    assert main(["--workspace", ws, "export", "shap-values", "--model", "fraud_xgb", *args,
+                 "--out", str(tmp_path / "values.parquet")]) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    values = pd.read_parquet(tmp_path / "values.parquet")
+    assert list(summary.columns) == ["feature", "mean_abs_shap", "mean_shap", "rank", "model",
+                                     "cohort", "row_count"]
+    assert list(values.columns[:2]) == ["transaction_id", "base_value"]
+    per_feature = values.iloc[:, FEATURE_COLS]
+    expected = (per_feature.abs().mean().rename("m").rename_axis("f").reset_index()
+                .sort_values(["m", "f"], ascending=[False, True]).set_index("f")["m"])
+    assert summary["row_count"].iloc[0] == len(values) > 1_000
+    assert list(summary["feature"]) == list(expected.index)
+    np.testing.assert_allclose(summary["mean_abs_shap"], expected.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(summary.set_index("feature")["mean_shap"],
+                               per_feature.mean()[summary["feature"]], rtol=1e-9, atol=1e-12)
+    assert (summary["model"] == "fraud_xgb@1").all()
+    assert summary["rank"].tolist() == list(range(1, len(summary) + 1))
+
+
+def test_cohort_filters_change_the_summary(demo_workspace):
+    con = Workspace(demo_workspace).reader()
+    try:
+        segs = ["txn_type"]
+        everything = shap_store.summary(con, "fraud_xgb@1", Cohort(), segs)
+        risky = shap_store.summary(con, "fraud_xgb@1", Cohort(min_score=0.5), segs)
+        cards = shap_store.summary(con, "fraud_xgb@1",
+                                   Cohort(segment="txn_type", segment_value="card_purchase"), segs)
+        injected = shap_store.summary(con, "fraud_xgb@1",
+                                      Cohort(segment="txn_type", segment_value="' OR 1=1--"), segs)
+    finally:
+        con.close()
+    assert everything["row_count"].iloc[0] == 20_000
+    assert 0 < risky["row_count"].iloc[0] < 1_000
+    assert 0 < cards["row_count"].iloc[0] < 20_000
+    assert injected["row_count"].iloc[0] == 0
+    assert list(risky["feature"][:3]) != list(everything["feature"][:3]) or not np.allclose(
+        risky["mean_abs_shap"], everything["mean_abs_shap"])
