@@ -25,18 +25,20 @@ class PageSpec:
 
 
 PAGES = (
-    PageSpec("pages/home.py", "Home", ":material/home:", "home", "cases"),
-    PageSpec("pages/case_explorer.py", "Case Explorer", ":material/search:", "cases", "cases"),
-    PageSpec("pages/global_patterns.py", "Global Patterns", ":material/insights:", "patterns",
+    PageSpec("pages/home.py", "Home", "🏠", "home", "cases"),
+    PageSpec("pages/case_explorer.py", "Case Explorer", "🔎", "cases", "cases"),
+    PageSpec("pages/global_patterns.py", "Global Patterns", "🧭", "patterns",
              "patterns"),
-    PageSpec("pages/model_comparison.py", "Model Comparison", ":material/compare_arrows:",
+    PageSpec("pages/model_comparison.py", "Model Comparison", "⚖️",
              "compare", "compare"),
-    PageSpec("pages/pattern_review.py", "Pattern Review", ":material/rate_review:", "review",
+    PageSpec("pages/pattern_review.py", "Pattern Review", "🗂️", "review",
              "review"),
-    PageSpec("pages/audit_trail.py", "Audit Trail", ":material/policy:", "audit", "audit"),
+    PageSpec("pages/audit_trail.py", "Audit Trail", "🛡️", "audit", "audit"),
 )
 
-st.set_page_config(page_title="FraudLens", page_icon=":material/policy:", layout="wide")
+# Page icons are emoji: Streamlit turns them into a data-URI favicon, whereas a ":material/…:"
+# page icon makes every browser fetch its favicon from fonts.gstatic.com.
+st.set_page_config(page_title="FraudLens", page_icon="🔎", layout="wide")
 
 problem = startup_problem()
 if problem:
@@ -47,9 +49,14 @@ if demo_active():
 
 principal = current_principal()
 if principal is None:
-    # Only the sign-in page exists for an anonymous visitor: any other URL lands here.
-    st.navigation([st.Page(HERE / "pages/sign_in.py", title="Sign in", icon=":material/login:",
-                           url_path="sign_in", default=True)], position="hidden").run()
+    # Only the sign-in page exists for an anonymous visitor: a deep link to any page renders it
+    # too (hidden aliases, so the browser is not told "page not found").
+    sign_in = HERE / "pages/sign_in.py"
+    st.navigation(
+        [st.Page(sign_in, title="Sign in", url_path="sign_in", default=True)]
+        + [st.Page(sign_in, title="Sign in", url_path=p.url_path, visibility="hidden")
+           for p in PAGES],
+        position="hidden").run()
     st.stop()
 
 with st.sidebar:

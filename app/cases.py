@@ -367,7 +367,8 @@ def waterfall_steps(case: CaseExplanation, schema: FeatureSchema | None = None,
         level += float(values[j])
     if len(rest):
         total = float(values[rest].sum())
-        rows.append({"kind": "other", "feature": "", "label": f"{len(rest)} other features",
+        label = f"{len(rest)} other feature" + ("s" if len(rest) > 1 else "")
+        rows.append({"kind": "other", "feature": "", "label": label,
                      "contribution": total, "start": level, "end": level + total})
         level += total
     rows.append({"kind": "final", "feature": "", "label": "Model score",
@@ -395,7 +396,8 @@ def shown_value(value: Any, feature: Feature | None) -> str:
         return format_value(value if isinstance(value, str) else float(value))
     if feature.is_categorical:
         return str(value)
-    return format_value(float(value), feature.unit, feature.dtype)
+    unit = None if feature.unit == "count" else feature.unit  # "7", not "7 count"
+    return format_value(float(value), unit, feature.dtype)
 
 
 # --------------------------------------------------------------------------- reasons

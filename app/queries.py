@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cases
+from app import cases, charts
 from app.resources import load_model, manifests, reader
 from data_access import shap_store
 from data_access.schema import FeatureSchema
@@ -33,6 +33,7 @@ __all__ = [
     "ModelStatus",
     "WarehouseSummary",
     "account_cases",
+    "beeswarm_points",
     "beeswarm_sample",
     "case_explanation",
     "case_scores",
@@ -328,7 +329,7 @@ def _labelled_sample(cur: duckdb.DuckDBPyConnection, model_id: str, schema: Feat
 
 
 @st.cache_data(ttl=_TTL, max_entries=32, show_spinner=False)
-def permutation_table(model_id: str, cohort: Cohort, sample: int = 5000,
+def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
                       n_repeats: int = 3) -> tuple[pd.DataFrame, int, float] | None:
     """ROC AUC drop per shuffled feature on a seeded sample of the cohort's labelled rows:
     (table, rows used, baseline AUC), or None when the sample lacks fraud or legit labels."""
@@ -385,22 +386,42 @@ def cohort_explanation(model_id: str, cohort: Cohort, rows: int) -> Explanation 
 
 
 @st.cache_data(ttl=_TTL, max_entries=16, show_spinner=False)
-def strongest_partners(model_id: str, cohort: Cohort, rows: int, top_k: int = 8
-                       ) -> pd.DataFrame | None:
-    """Each of the top-k features' strongest interacting partner on the cohort sample
-    (explainers.interactions, on at most 500 seeded rows)."""
+def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> pd.DataFrame:
+    """Beeswarm rows (app.charts.beeswarm_data) for the cohort's `top` features by mean
+    |SHAP| on a seeded sample of at most `rows` transactions."""
+    shap, feats = beeswarm_sample(model_id, cohort, rows)
+    info = model_info(model_id)
+    schema = info.schema if info else load_model(model_id).schema
+    if shap.empty:
+        return charts.beeswarm_data(shap, feats, schema, [])
+    ranked = cohort_summary(model_id, cohort)["feature"].tolist()
+    features = [f for f in ranked if f in schema.names][:top]
+    return charts.beeswarm_data(shap, feats, schema, features, seed=sample_seed())
+
+
+INTERACTION_ROWS = 200
+INTERACTION_TOP_K = 5
+
+
+@st.cache_data(ttl=3600, max_entries=16, show_spinner=False)
+def strongest_partners(model_id: str, cohort: Cohort, rows: int) -> pd.DataFrame | None:
+    """Each of the top features' strongest interacting partner: SHAP interaction values
+    (explainers.interactions) on a seeded sample of INTERACTION_ROWS cohort transactions, for
+    the INTERACTION_TOP_K most important features. Costs seconds, so pages ask for it."""
     from explainers.interactions import interaction_values, strongest_interaction
 
     shap, feats = beeswarm_sample(model_id, cohort, rows)
     if shap.empty:
         return None
-    model = load_model(model_id)
-    matrix = interaction_values(model, feats, top_k=top_k, sample=500, seed=sample_seed())
+    matrix = interaction_values(load_model(model_id), feats, top_k=INTERACTION_TOP_K,
+                                sample=INTERACTION_ROWS, seed=sample_seed())
     return strongest_interaction(matrix)
 
 
+@st.cache_data(ttl=_TTL, max_entries=32, show_spinner=False)
 def dependence_points(model_id: str, cohort: Cohort, rows: int, feature: str,
                       color_by: str | None) -> pd.DataFrame | None:
+    """Dependence-plot points (explainers.interactions.dependence_data) on the sample."""
     from explainers.interactions import dependence_data
 
     expl = cohort_explanation(model_id, cohort, rows)

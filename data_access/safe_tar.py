@@ -33,6 +33,8 @@ def _gunzip_capped(data: bytes, limit: int, source: str) -> bytes:
         raise ArtifactFormatError(f"{source}: not a valid gzip stream ({exc})") from None
     if len(out) > limit or d.unconsumed_tail:
         raise ArtifactFormatError(f"{source}: archive expands beyond {limit:,} bytes; refused")
+    if not d.eof:
+        raise ArtifactFormatError(f"{source}: gzip stream is truncated")
     return out
 
 
@@ -75,44 +77,41 @@ def read_members(data: bytes, *, source: str = "archive", max_members: int = MAX
         data = _gunzip_capped(data, max_total_bytes + _HEADER_SLACK, source)
     elif len(data) > max_total_bytes + _HEADER_SLACK:
         raise ArtifactFormatError(f"{source}: archive larger than {max_total_bytes:,} bytes")
-    try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-    except tarfile.TarError as exc:
-        raise ArtifactFormatError(f"{source}: not a tar archive ({exc})") from None
     files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            _read_checked(tar, files, source, max_members, max_total_bytes)
+    except tarfile.TarError as exc:
+        raise ArtifactFormatError(f"{source}: not a readable tar archive ({exc})") from None
+    return files
+
+
+def _read_checked(tar: tarfile.TarFile, files: dict[str, bytes], source: str,
+                  max_members: int, max_total_bytes: int) -> None:
     seen: set[str] = set()
     total = 0
-    count = 0
-    with tar:
-        try:
-            for member in tar:  # one header at a time: nothing is read before it is checked
-                count += 1
-                if count > max_members:
-                    raise ArtifactFormatError(
-                        f"{source}: more than {max_members} members; refused")
-                name = _member_name(member, source)
-                kind = _member_kind(member)
-                if kind is not None:
-                    raise ArtifactFormatError(
-                        f"{source}: member {member.name!r} is {kind}; refused")
-                if name in seen and name:
-                    raise ArtifactFormatError(
-                        f"{source}: member {member.name!r} appears twice; refused")
-                seen.add(name)
-                if member.isdir():
-                    continue
-                total += member.size
-                if member.size < 0 or total > max_total_bytes:
-                    raise ArtifactFormatError(
-                        f"{source}: members add up to more than {max_total_bytes:,} bytes "
-                        f"(at {member.name!r}); refused")
-                fh = tar.extractfile(member)
-                if fh is None:  # pragma: no cover - regular files always have a stream
-                    raise ArtifactFormatError(f"{source}: member {member.name!r} unreadable")
-                files[name] = fh.read()
-        except tarfile.TarError as exc:
-            raise ArtifactFormatError(f"{source}: damaged tar archive ({exc})") from None
-    return files
+    for count, member in enumerate(tar, start=1):  # one header at a time, each checked first
+        if count > max_members:
+            raise ArtifactFormatError(f"{source}: more than {max_members} members; refused")
+        name = _member_name(member, source)
+        kind = _member_kind(member)
+        if kind is not None:
+            raise ArtifactFormatError(f"{source}: member {member.name!r} is {kind}; refused")
+        if name and name in seen:
+            raise ArtifactFormatError(f"{source}: member {member.name!r} appears twice; refused")
+        seen.add(name)
+        if member.isdir():
+            continue
+        if not name:
+            raise ArtifactFormatError(f"{source}: member {member.name!r} has no name")
+        total += member.size
+        if member.size < 0 or total > max_total_bytes:
+            raise ArtifactFormatError(f"{source}: members add up to more than "
+                                      f"{max_total_bytes:,} bytes (at {member.name!r}); refused")
+        fh = tar.extractfile(member)
+        if fh is None:  # pragma: no cover - regular files always have a stream
+            raise ArtifactFormatError(f"{source}: member {member.name!r} is unreadable")
+        files[name] = fh.read()
 
 
 def build_archive(files: Mapping[str, bytes]) -> bytes:

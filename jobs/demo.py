@@ -29,9 +29,12 @@ def _say(msg: str, t0: float) -> None:
 
 
 def labelled_frame(world: demo_world.World) -> pd.DataFrame:
-    """Transactions whose label is known as of the snapshot, with `is_fraud`."""
+    """Matured transactions with `is_fraud`: labels known as of the snapshot, and old enough
+    that legitimate labels have arrived too (otherwise recent known labels are mostly fraud)."""
     labels = world.labels[["transaction_id", "is_fraud"]]
-    return world.transactions.merge(labels, on="transaction_id", how="inner")
+    frame = world.transactions.merge(labels, on="transaction_id", how="inner")
+    mature_before = pd.Timestamp(demo_world.DEMO_END) - pd.Timedelta(days=train.MATURITY_DAYS)
+    return frame[frame["event_time"] < mature_before]
 
 
 def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: int = 7,

@@ -9,6 +9,7 @@
   192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), `device_id`, `card_number` (16-digit test
   numbers starting 4000, card purchases only, else null), `withdrawal_address` (fake 0x hex,
   withdrawals only, else null), `currency` ("USD").
+  Strings use pandas' default string dtype ("str" on pandas 3, object before).
   Feature storage: float features float64 (NaN = missing); int features int32, never null;
   bool features int8 0/1, never null (schema dtype "bool"); categorical features pandas
   `category` with exactly the schema's categories (missing = NaN).

@@ -12,6 +12,11 @@ from data_access.schema import FeatureSchema
 from explainers.model import catboost_frame
 
 
+# Legitimate labels mature about 30 days after the event; fraud labels 2-40 days. Rows newer
+# than this are left out of training and holdout so known labels are not fraud-enriched.
+MATURITY_DAYS = 35
+
+
 @dataclass(frozen=True)
 class Split:
     """Training rows come strictly before holdout rows in event time."""

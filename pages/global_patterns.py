@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app import charts, components, queries
+from app import components, queries
 from app.auth import can, require
 
 principal = require("patterns", "Global Patterns")
@@ -81,13 +81,12 @@ def importance() -> None:
 def beeswarm() -> None:
     st.subheader("How values push scores (beeswarm)")
     n = st.select_slider("Transactions sampled", [500, 1000, 2000, 5000], 1000, key="bee_n")
-    shap, feats = queries.beeswarm_sample(model_id, cohort, n)
-    long = charts.beeswarm_data(shap, feats, schema, ranked[:10], seed=queries.sample_seed())
-    st.caption(f"{len(shap):,} transactions (seeded sample) × the 10 most important features. "
-               "Each dot is a transaction; colour is the feature's value from low (blue) to "
-               "high (red) within the sample; grey dots are categories or missing values "
-               "(hover to see them).")
-    components.chart("beeswarm", long, key="bee_chart")
+    points = queries.beeswarm_points(model_id, cohort, n)
+    st.caption(f"{min(n, rows):,} transactions (seeded sample) × the 10 most important "
+               "features. Each dot is a transaction; colour is the feature's value from low "
+               "(blue) to high (red) within the sample; grey dots are categories or missing "
+               "values (hover to see them).")
+    components.chart("beeswarm", points, key="bee_chart")
 
 
 @st.fragment
@@ -95,16 +94,22 @@ def dependence() -> None:
     st.subheader("Dependence on one feature")
     feature = st.selectbox("Feature", ranked, key="dep_feature",
                            format_func=lambda f: f"{f} — {descriptions.get(f, '')}")
-    partners = queries.strongest_partners(model_id, cohort, 1000)
-    match = partners[partners["feature"] == feature] if partners is not None else None
-    if match is not None and not match.empty and match["partner"].iloc[0]:
-        partner = str(match["partner"].iloc[0])
-        why = "its strongest interaction partner (mean |SHAP interaction| on 500 rows)"
-    else:
-        partner = next(f for f in ranked if f != feature)
-        why = "the most important other feature (interactions are computed for the top 8)"
+    partner = next(f for f in ranked if f != feature)
+    why = "the most important other feature"
+    if st.toggle("Colour by the strongest interacting feature (computes SHAP interaction "
+                 f"values on {queries.INTERACTION_ROWS} transactions; takes seconds)",
+                 key="dep_interactions"):
+        with st.spinner("Computing SHAP interaction values…"):
+            partners = queries.strongest_partners(model_id, cohort, 1000)
+        match = partners[partners["feature"] == feature] if partners is not None else None
+        if match is not None and not match.empty and match["partner"].iloc[0]:
+            partner = str(match["partner"].iloc[0])
+            why = "its strongest interaction partner (mean |SHAP interaction value|)"
+        else:
+            why = (f"the most important other feature ({feature} is not among the "
+                   f"{queries.INTERACTION_TOP_K} features whose interactions are computed)")
     points = queries.dependence_points(model_id, cohort, 1000, feature, partner)
-    st.caption(f"SHAP of {feature} against its value, for 1,000 sampled transactions; colour "
+    st.caption(f"SHAP of {feature} against its value for 1,000 sampled transactions; colour "
                f"is {partner}, {why}.")
     components.chart("dependence", points, feature=feature, color_by=partner,
                      categorical=schema.feature(feature).is_categorical,

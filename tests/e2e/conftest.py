@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -35,7 +36,13 @@ ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 STARTUP_TIMEOUT_S = 60
+# Origins of pages that are not the app (the mock provider); their console output is ignored.
+THIRD_PARTY_ORIGINS: set[str] = set()
 COOKIE_SECRET = "e2e-cookie-secret-" + "k" * 40
+# On a deep link (/cases, /audit) Streamlit's frontend first probes <page>/_stcore/... to find
+# the base path; those 404s are expected and say nothing about the app.
+BENIGN_CONSOLE = re.compile(r"status of 404 .*\(http://127\.0\.0\.1:\d+/[\w-]+/_stcore/"
+                            r"(health|host-config)\)$")
 
 
 def free_port() -> int:
@@ -82,6 +89,8 @@ def oidc_provider() -> Iterator[str]:
                               daemon=True)
     thread.start()
     issuer = f"http://127.0.0.1:{server.server_port}"
+    # The provider's own form loads CSS from a CDN; its pages are not the app under test.
+    THIRD_PARTY_ORIGINS.add(issuer)
     _wait_http(f"{issuer}/.well-known/openid-configuration", 10)
     yield issuer
     server.shutdown()
@@ -128,8 +137,9 @@ def oidc_secrets(oidc_provider: str) -> str:
 class AppServers:
     """Starts `streamlit run streamlit_app.py` servers on loopback; one per distinct setup."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, browser: object) -> None:
         self._tmp = tmp
+        self._browser = browser
         self._running: dict[tuple[str, str, str], tuple[str, subprocess.Popen, object]] = {}
 
     def __call__(self, workspace: Path, env_extra: dict[str, str] | None = None,
@@ -164,7 +174,21 @@ class AppServers:
             log_fh.close()
             raise
         self._running[key] = (base_url, proc, log_fh)
+        self._warm_up(base_url)
         return base_url
+
+    def _warm_up(self, base_url: str) -> None:
+        """Open one session at the root: Streamlit answers the very first session of a fresh
+        server that deep-links to a page with a spurious "page not found"
+        (streamlit/streamlit#9624)."""
+        context = self._browser.new_context()  # type: ignore[attr-defined]
+        try:
+            page = context.new_page()
+            page.goto(base_url)
+            page.locator("[data-testid='stMain'] [data-testid='stElementContainer']").first \
+                .wait_for(timeout=STARTUP_TIMEOUT_S * 1000)
+        finally:
+            context.close()
 
     def stop(self, base_url: str) -> None:
         """Stop the server at ``base_url`` (e.g. to read its journal), waiting for it to exit."""
@@ -185,8 +209,8 @@ class AppServers:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServers]:
-    servers = AppServers(tmp_path_factory.mktemp("apps"))
+def app_server(tmp_path_factory: pytest.TempPathFactory, _browser) -> Iterator[AppServers]:
+    servers = AppServers(tmp_path_factory.mktemp("apps"), _browser)
     yield servers
     servers.stop_all()
 
@@ -208,8 +232,15 @@ def browser_page(_browser) -> Iterator[object]:
     context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []
-    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error" else None)
+
+    def on_console(msg) -> None:
+        text = f"console {msg.type}: {msg.text} ({msg.location.get('url', '')})"
+        if msg.type != "error" or BENIGN_CONSOLE.search(text):
+            return
+        if not any(page.url.startswith(origin) for origin in THIRD_PARTY_ORIGINS):
+            errors.append(text)
+
+    page.on("console", on_console)
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     page.console_errors = errors  # type: ignore[attr-defined]
     yield page

@@ -255,6 +255,7 @@ def test_features_are_internally_consistent(world: World):
     assert tx.loc[avg.isna(), "amount_vs_30d_avg"].isna().all()
     assert tx.loc[avg.isna(), "account_age_days"].max() < 3
     assert (tx["amount_usd"] >= 0.5).all()
+    assert (tx["account_age_days"] >= 0).all()
     assert (tx["txn_count_1h"] >= 1).all() and (tx["distinct_ips_24h"] >= 1).all()
     served = tx["amount_24h_usd"].dropna()
     assert (served >= tx.loc[served.index, "amount_usd"] - 1e-6).all()

@@ -1,0 +1,1 @@
+"""Command handlers for `fraudlens` subcommands that live outside app/cli.py."""
