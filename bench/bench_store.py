@@ -47,7 +47,7 @@ def run() -> dict:
             res = {}
             for name, cohort in cohorts.items():
                 res[f"sql_{name}_ms"] = _median_ms(
-                    lambda c=cohort, m=manifest.key: shap_store.summary(con, m, c, segs))
+                    lambda c=cohort, m=manifest.key, s=segs: shap_store.summary(con, m, c, s))
             frame = shap_store.values(con, manifest.key)
             arr = frame.iloc[:, 3:].to_numpy(np.float64)
             res["numpy_in_memory_all_ms"] = _median_ms(

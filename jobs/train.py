@@ -11,7 +11,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from data_access.schema import FeatureSchema
 from explainers.model import catboost_frame
 
-
 # Legitimate labels mature about 30 days after the event; fraud labels 2-40 days. Rows newer
 # than this are left out of training and holdout so known labels are not fraud-enriched.
 MATURITY_DAYS = 35
