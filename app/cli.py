@@ -1,4 +1,4 @@
-"""The `fraudlens` command line (DESIGN.md's contract). No Streamlit here.
+"""FraudLens command line: build, register, import, score, explain, export. No Streamlit here.
 
 Every command exits non-zero with a one-line reason on bad input and leaves the workspace
 unchanged when it fails; long work shows progress on stderr.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from app.commands.registry import add_parsers as add_registry_parsers
 from data_access.errors import FraudLensError, ValidationError
 
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--schema", required=True, help="feature schema JSON")
     mr.add_argument("--metrics", help='holdout metrics as JSON, e.g. {"roc_auc":0.9,"pr_auc":0.4}')
     mr.set_defaults(func=cmd_models_register)
+    add_registry_parsers(models)
 
     imp = sub.add_parser("import", help="import data into the warehouse").add_subparsers(
         dest="import_what", required=True)

@@ -12,12 +12,13 @@ match both the manifest's and the package's SHA-256 before anything parses it.
 
 Stages (approval status <-> FraudLens stage):
     PendingManualApproval -> candidate
-    Approved              -> champion for the group's newest Approved version; older Approved
-                             versions are superseded -> archived
+    Approved              -> champion for the group's newest Approved FraudLens version; older
+                             Approved versions are superseded -> archived
     Rejected              -> archived
 Writing a stage: candidate -> PendingManualApproval, archived -> Rejected, champion -> Approved
-(and any newer Approved version -> Rejected, so the champion is the newest approved one, which
-is what SageMaker deployment pipelines pick up).
+(and any newer Approved FraudLens version -> Rejected, so the champion is the newest approved
+one, which is what SageMaker deployment pipelines pick up). Packages without FraudLens metadata
+are listed in `skipped` and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class SageMakerRegistryRoot(RemoteRootBase):
     def _download(self, url: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket, key = parse_s3_uri(url)
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+            raise RegistryError(f"ModelDataUrl {url!r} is not an s3://bucket/key address")
         try:
             return get_verified_object(self._s3, bucket, key, max_bytes=MAX_ARTIFACT_BYTES)
         except (BotoCoreError, ClientError) as exc:
@@ -140,14 +143,14 @@ class SageMakerRegistryRoot(RemoteRootBase):
     def _list_remote(self) -> list[Manifest]:
         packages = self._packages()
         approved = [int(p["ModelPackageVersion"]) for p in packages
-                    if p.get("ModelApprovalStatus") == "Approved"]
+                    if p.get("ModelApprovalStatus") == "Approved" and _ours(p)]
         newest = max(approved) if approved else None
         self.skipped = []
         out = []
         for pkg in packages:
             meta = pkg.get("CustomerMetadataProperties") or {}
             version = str(pkg["ModelPackageVersion"])
-            if META_SHA256 not in meta:
+            if not _ours(pkg):
                 self.skipped.append(f"{self.group}@{version}: no {META_SHA256} metadata; "
                                     "not a FraudLens package")
                 continue
@@ -295,13 +298,18 @@ class SageMakerRegistryRoot(RemoteRootBase):
             if manifest.stage == "champion":
                 for p in packages:
                     if (int(p["ModelPackageVersion"]) > int(manifest.version)
-                            and p.get("ModelApprovalStatus") == "Approved"):
+                            and p.get("ModelApprovalStatus") == "Approved" and _ours(p)):
                         self._set_status(p, "Rejected")
             self._set_status(pkg, STATUS_FOR_STAGE[manifest.stage])
         except RegistryUnavailableError as exc:
             self._mark_down(str(exc))
             raise self._unavailable(f"{manifest.key} was not changed") from None
         self.cache.refresh(manifest)
+
+
+def _ours(pkg: dict[str, Any]) -> bool:
+    """A package FraudLens can read: it carries the artifact's SHA-256 in its metadata."""
+    return META_SHA256 in (pkg.get("CustomerMetadataProperties") or {})
 
 
 def _model_data_url(pkg: dict[str, Any], where: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -247,3 +248,26 @@ def test_cli_push_then_pull_into_a_fresh_workspace(moto_endpoint, tmp_path, caps
     with pytest.raises(RegistryError, match="no version '9'"):
         cmd_pull(argparse.Namespace(workspace=str(target.path), ref="fraud_xgb@9",
                                     source=remote, endpoint_url=moto_endpoint))
+
+
+def test_slow_s3_is_cut_off_at_the_listing_deadline(moto_endpoint, tmp_path):
+    """An endpoint that accepts connections and never answers: the caller gets the verified
+    cache after `list_deadline_s` of wall clock, not after the client's retries."""
+    bucket = new_bucket(moto_endpoint)
+    local = ModelRegistry(LocalRegistryRoot(tmp_path / "local"))
+    manifest = register(local)
+    cache = tmp_path / "cache"
+    healthy = s3_root(moto_endpoint, bucket, cache)
+    healthy.write_version(manifest, local.verified_artifact(manifest))
+    ModelRegistry(healthy).load("fraud_xgb@1")
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts
+        slow = open_root(f"s3://{bucket}/models/prod", cache_dir=cache,
+                         endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                         list_deadline_s=1.0)
+        started = time.monotonic()
+        model = ModelRegistry(slow).load("fraud_xgb@1")
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 5.0
+    assert slow.degraded and "no answer within 1 s" in slow.degraded_message
+    np.testing.assert_array_equal(scores(model), scores(local.load("fraud_xgb@1")))

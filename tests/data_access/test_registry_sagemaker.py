@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import tarfile
 import time
@@ -18,7 +19,7 @@ from app.commands.registry import cmd_pull
 from data_access.errors import ArtifactFormatError, ChecksumError, RegistryError
 from data_access.registry import LocalRegistryRoot, Manifest, ModelRegistry
 from data_access.registry_roots import open_root, registry_status
-from data_access.registry_s3 import aws_client
+from data_access.registry_s3 import aws_client as _aws_client
 from data_access.registry_sagemaker import SageMakerRegistryRoot, stage_for
 from data_access.safe_tar import build_archive
 from data_access.schema import FeatureSchema
@@ -29,6 +30,11 @@ SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "country", "dtype": "category", "categories": ["US", "GB", "DE"]},
 ]})
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+@functools.cache
+def aws_client(service: str, endpoint_url: str):
+    return _aws_client(service, endpoint_url=endpoint_url)
 
 
 def frame(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -130,14 +136,12 @@ def test_packages_list_with_stages_load_and_promote(moto_endpoint, local, tmp_pa
     by_version = {p["ModelPackageVersion"]: p["ModelApprovalStatus"] for p in
                   sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]}
     assert by_version == {1: "Approved", 2: "Rejected", 3: "Approved", 4: "Rejected",
-                          5: "Approved"}
+                          5: "Approved"}  # 5 is not ours: left alone
     stages = {m.version: m.stage for m in ModelRegistry(root).list()}
     assert stages == {"1": "archived", "2": "archived", "3": "champion", "4": "archived"}
-    # our metadata survived the status update
-    described = sm.describe_model_package(ModelPackageName=f"{group}")  # latest in the group
-    assert described is not None
-    for m in ModelRegistry(root).list():
-        assert m.extra["model_package_arn"]
+    for m in ModelRegistry(root).list():  # our metadata survived the status updates
+        pkg = sm.describe_model_package(ModelPackageName=m.extra["model_package_arn"])
+        assert pkg["CustomerMetadataProperties"]["fraudlens_sha256"] == m.sha256
 
 
 def test_fraudlens_registers_a_package_and_pulls_it(moto_endpoint, local, tmp_path):
