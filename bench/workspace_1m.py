@@ -40,16 +40,19 @@ def ensure_workspace() -> Path:
             cols = ", ".join(quote_ident(f) for f in features)
             bcols = ", ".join(f"b.{quote_ident(f)}" for f in features)
             run_sql(con, f"""
-                INSERT INTO {quote_ident(table)} (transaction_id, base_value, flagged, {cols})
+                INSERT INTO {quote_ident(table)}
+                    (transaction_id, event_time, score, base_value, flagged, {cols})
                 WITH block AS (SELECT *, row_number() OVER (ORDER BY transaction_id) - 1 AS k
                                FROM {quote_ident(table)}),
-                     rest AS (SELECT t.transaction_id,
+                     rest AS (SELECT t.transaction_id, t.event_time, sc.score,
                                      (row_number() OVER (ORDER BY t.transaction_id) - 1)
                                      % {EXACT_BLOCK:d} AS k
-                              FROM transactions t ANTI JOIN {quote_ident(table)} s
-                              USING (transaction_id))
-                SELECT r.transaction_id, b.base_value, b.flagged, {bcols}
-                FROM rest r JOIN block b USING (k)""")
+                              FROM transactions t JOIN scores sc ON sc.transaction_id =
+                                   t.transaction_id AND sc.model_id = '{model.key}'
+                              ANTI JOIN {quote_ident(table)} s USING (transaction_id))
+                SELECT r.transaction_id, r.event_time, r.score, b.base_value, b.flagged,
+                       {bcols}
+                FROM rest r JOIN block b USING (k) ORDER BY r.transaction_id""")
         run_sql(con, "CHECKPOINT")
     finally:
         con.close()

@@ -40,8 +40,10 @@ def ensure_table(con: duckdb.DuckDBPyConnection, model_id: str, schema: FeatureS
             raise WarehouseError(f"SHAP table for {model_id} has other features than its schema")
         return row[0]
     cols = ", ".join(f"{quote_ident(n)} DOUBLE NOT NULL" for n in schema.names)
+    # event_time and score are copied in so date and score-band cohorts scan one table
     run_sql(con, f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (transaction_id VARCHAR "
-                f"NOT NULL, base_value DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, {cols})")
+                "NOT NULL, event_time TIMESTAMPTZ NOT NULL, score DOUBLE NOT NULL, "
+                f"base_value DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, {cols})")
     run_sql(con, "INSERT INTO shap_tables VALUES (?, ?, ?)",
                 [model_id, table, json.dumps(schema.names)])
     return table
@@ -60,10 +62,13 @@ def stored_table(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[str, li
 
 
 def write_chunk(con: duckdb.DuckDBPyConnection, table: str, feature_names: list[str],
-                transaction_ids: np.ndarray, base_value: float, values: np.ndarray,
+                rows: pd.DataFrame, base_value: float, values: np.ndarray,
                 flagged: np.ndarray) -> int:
-    """Insert one chunk atomically, skipping ids already stored (idempotent)."""
-    cols = {"transaction_id": pa.array(np.asarray(transaction_ids).astype(str)),
+    """Insert one chunk atomically, skipping ids already stored (idempotent). `rows` holds
+    transaction_id, event_time and score in the order of `values`."""
+    cols = {"transaction_id": pa.array(rows["transaction_id"].astype(str).to_numpy()),
+            "event_time": pa.array(rows["event_time"]),
+            "score": pa.array(rows["score"].to_numpy(np.float64)),
             "base_value": pa.array(np.full(len(values), float(base_value))),
             "flagged": pa.array(np.asarray(flagged, dtype=bool))}
     for j, name in enumerate(feature_names):
@@ -102,20 +107,26 @@ class Cohort:
             parts.append(f"{self.segment} = {self.segment_value}")
         return "; ".join(parts) or "all stored rows"
 
-    def where(self, allowed_segments: list[str]) -> tuple[str, list[object]]:
-        """SQL over aliases t (transactions) and sc (scores); values as parameters."""
+    @property
+    def needs_transactions(self) -> bool:
+        return bool(self.segment and self.segment_value is not None)
+
+    def where(self, allowed_segments: list[str], *, time_col: str = "t.event_time",
+              score_col: str = "sc.score") -> tuple[str, list[object]]:
+        """SQL over aliases t (transactions) and sc (scores) by default; values as
+        parameters, the segment column only from `allowed_segments`."""
         clauses, params = ["TRUE"], []
         if self.since is not None:
-            clauses.append("t.event_time >= ?")
+            clauses.append(f"{time_col} >= ?")
             params.append(_ts(self.since))
         if self.until is not None:
-            clauses.append("t.event_time < ?")
+            clauses.append(f"{time_col} < ?")
             params.append(_ts(self.until))
         if self.min_score is not None:
-            clauses.append("sc.score >= ?")
+            clauses.append(f"{score_col} >= ?")
             params.append(float(self.min_score))
         if self.max_score is not None:
-            clauses.append("sc.score <= ?")
+            clauses.append(f"{score_col} <= ?")
             params.append(float(self.max_score))
         if self.segment and self.segment_value is not None:
             if self.segment not in allowed_segments:
@@ -131,11 +142,11 @@ def _ts(value: date | datetime) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _cohort_from(table: str) -> str:
-    """FROM clause joining the store to its transactions and scores; takes the model id as
-    its first parameter."""
-    return (f"FROM {quote_ident(table)} s JOIN transactions t USING (transaction_id) "
-            "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ?")
+def _cohort_sql(table: str, cohort: Cohort, segments: list[str]) -> tuple[str, list[object]]:
+    """FROM ... WHERE ... for a cohort over the store; joins transactions only for a segment."""
+    where, params = cohort.where(segments, time_col="s.event_time", score_col="s.score")
+    join = " JOIN transactions t USING (transaction_id)" if cohort.needs_transactions else ""
+    return f"FROM {quote_ident(table)} s{join} WHERE {where}", params
 
 
 def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
@@ -146,11 +157,13 @@ def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
         raise WarehouseError(f"No SHAP values are stored for {model_id}; run "
                              f"`fraudlens explain --model {model_id}`")
     table, features = stored
-    where, params = cohort.where(segments)
+    body, params = _cohort_sql(table, cohort, segments)
     aggs = ", ".join(f"avg(abs(s.{quote_ident(f)})), avg(s.{quote_ident(f)})" for f in features)
-    row = con.cursor().execute(
-        f"SELECT count(*), {aggs} {_cohort_from(table)} WHERE {where}",
-        [model_id, *params]).fetchall()[0]
+    cur = con.cursor()
+    try:
+        row = cur.execute(f"SELECT count(*), {aggs} {body}", params).fetchall()[0]
+    finally:
+        cur.close()
     n = int(row[0])
     mean_abs = np.array([row[1 + 2 * i] if row[1 + 2 * i] is not None else np.nan
                          for i in range(len(features))], dtype=float)
@@ -175,15 +188,14 @@ def values(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort | None 
     if stored is None:
         return pd.DataFrame()
     table, features = stored
-    where, cohort_params = (cohort or Cohort()).where(segments or [])
-    params: list[object] = [model_id, *cohort_params]
+    body, params = _cohort_sql(table, cohort or Cohort(), segments or [])
     cols = ", ".join(f"s.{quote_ident(f)}" for f in features)
     order = "s.transaction_id"
     if sample_seed is not None:
         order = "hash(s.transaction_id || ?), s.transaction_id"
         params = [*params, str(sample_seed)]
     sql = (f"SELECT s.transaction_id, s.base_value, s.flagged, {cols} "
-           f"{_cohort_from(table)} WHERE {where} ORDER BY {order}")
+           f"{body} ORDER BY {order}")
     if limit is not None:
         sql += " LIMIT ?"
         params = [*params, int(limit)]

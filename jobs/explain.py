@@ -51,7 +51,8 @@ def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
         return 0
     reader_cur = con.cursor()
     reader = reader_cur.sql(
-        f"SELECT t.transaction_id, {feature_select(model.schema)} {base_sql} "
+        f"SELECT t.transaction_id, t.event_time, sc.score, {feature_select(model.schema)} "
+        f"{base_sql} "
         f"ORDER BY {order}{limit}", params=all_params).to_arrow_reader(chunk_rows)
     bar = progress(todo, f"explain {model.key}")
     written = 0
@@ -62,8 +63,8 @@ def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
             frame = batch.to_pandas()
             expl = explain_frame(model, frame)
             written += shap_store.write_chunk(
-                con, table, list(expl.feature_names), frame["transaction_id"].to_numpy(),
-                expl.base_value, np.asarray(expl.values), expl.flagged)
+                con, table, list(expl.feature_names), frame, expl.base_value,
+                np.asarray(expl.values), expl.flagged)
             bar.update(len(frame))
     finally:
         bar.close()
