@@ -154,8 +154,10 @@ class FeatureSchema:
             col = df[f.name]
             if f.is_categorical:
                 as_text = col.astype("string")
-                cat = pd.Categorical(as_text, categories=list(f.categories or ()))
-                unseen = np.asarray(as_text.notna()) & np.asarray(pd.isna(cat))
+                levels = list(f.categories or ())
+                known = np.asarray(as_text.isin(levels), dtype=bool)
+                unseen = np.asarray(as_text.notna(), dtype=bool) & ~known
+                cat = pd.Categorical(as_text.where(known), categories=levels)
                 if unseen.any():
                     flagged |= unseen
                     reasons.append(f"{f.name}: {int(unseen.sum())} unseen level(s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,14 @@ __all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_
 # the break-even sits at about one row per leaf, so fewer rows than leaves go direct.
 BASE_VALUE_TOL = 1e-6
 ADDITIVITY_TOL = 1e-4
+# A thread team costs more than it saves on a handful of rows, and under CPU contention (several
+# app sessions) OpenMP spin-waits dominate: one XGBoost row (300 trees) took 47 ms of CPU with
+# 2 threads and 11 ms with one. Workloads this small run single-threaded.
+SINGLE_THREAD_MAX_ROWS = 8
+ALL_THREADS = -1
 
-Contributions = Callable[[Any, Any, str], tuple[np.ndarray, np.ndarray]]
+# (native model, native input, mode, threads: 1 or ALL_THREADS) -> (values, bias per row)
+Contributions = Callable[[Any, Any, str, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Backend:
     name: str
     framework: str
     modes: tuple[str, ...]
-    contributions: Contributions  # (native model, native input, mode) -> (values, bias per row)
+    contributions: Contributions
 
 
 def catboost_shap_mode(native: Any, n_rows: int) -> str:
@@ -58,16 +65,18 @@ def _split_bias(phi: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return phi[:, :-1], phi[:, -1]
 
 
-def _xgboost_native(native: Any, dmatrix: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _xgboost_native(native: Any, dmatrix: Any, mode: str,
+                    threads: int) -> tuple[np.ndarray, np.ndarray]:
     phi = native.predict(dmatrix, pred_contribs=True)
     return _split_bias(phi, dmatrix.num_row())
 
 
-def _catboost_native(native: Any, pool: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _catboost_native(native: Any, pool: Any, mode: str,
+                     threads: int) -> tuple[np.ndarray, np.ndarray]:
     shap_mode = {"auto": catboost_shap_mode(native, pool.num_row()), "direct": "NoPreCalc",
                  "precalc": "UsePreCalc"}[mode]
     phi = native.get_feature_importance(pool, type="ShapValues", shap_mode=shap_mode,
-                                        shap_calc_type="Regular")
+                                        shap_calc_type="Regular", thread_count=threads)
     return _split_bias(phi, pool.num_row())
 
 
@@ -98,7 +107,8 @@ class _ExplainerCache:
 _TREE_EXPLAINERS = _ExplainerCache()
 
 
-def _shap_reference(native: Any, data: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _shap_reference(native: Any, data: Any, mode: str,
+                    threads: int) -> tuple[np.ndarray, np.ndarray]:
     # shap cannot build a DMatrix from a category-dtype frame itself, so it gets the native
     # input (DMatrix with enable_categorical / CatBoost Pool), which it accepts as is.
     explainer = _TREE_EXPLAINERS.get(native)
@@ -121,6 +131,19 @@ BACKENDS: dict[tuple[str, str], Backend] = {
                                     _catboost_native),
     ("reference", "xgboost"): Backend("reference", "xgboost", ("auto",), _shap_reference),
     ("reference", "catboost"): Backend("reference", "catboost", ("auto",), _shap_reference),
+}
+
+
+def _xgboost_single_thread() -> AbstractContextManager[Any]:
+    import xgboost as xgb
+
+    return xgb.config_context(nthread=1)  # XGBoost's global config is thread-local
+
+
+# How to keep a framework's own thread pools (input building, prediction) to one thread.
+SINGLE_THREAD: dict[str, Callable[[], AbstractContextManager[Any]]] = {
+    "xgboost": _xgboost_single_thread,
+    "catboost": nullcontext,  # CatBoost takes thread_count per call instead
 }
 
 
@@ -161,8 +184,12 @@ def explain(model: LoadedModel, x: ModelInput | pd.DataFrame, *, backend: str = 
     if len(inputs.frame) == 0:
         raise ExplainError("There are no rows to explain")
     framework = model.backend
-    native_input = framework.native_input(model.native, inputs, model.schema)
-    values, bias = chosen.contributions(model.native, native_input, mode)
+    small = len(inputs.frame) <= SINGLE_THREAD_MAX_ROWS
+    with SINGLE_THREAD[model.framework]() if small else nullcontext():
+        native_input = framework.native_input(model.native, inputs, model.schema)
+        values, bias = chosen.contributions(model.native, native_input, mode,
+                                            1 if small else ALL_THREADS)
+        margin = framework.margin(model.native, native_input)
     n_features = len(model.schema.names)
     if values.shape[1] != n_features:
         raise ExplainError(f"{model.key} explains {values.shape[1]} features but its schema has "
@@ -179,5 +206,5 @@ def explain(model: LoadedModel, x: ModelInput | pd.DataFrame, *, backend: str = 
         flagged=inputs.flagged,
         row_ids=None if row_ids is None else np.asarray(row_ids),
     )
-    explanation.check_additivity(framework.margin(model.native, native_input), ADDITIVITY_TOL)
+    explanation.check_additivity(margin, ADDITIVITY_TOL)
     return explanation

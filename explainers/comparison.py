@@ -96,7 +96,7 @@ class HoldoutSelection:
 def week_start(times: pd.Series) -> pd.Series:
     """Monday 00:00 UTC of each timestamp's week."""
     t = pd.to_datetime(times, utc=True)
-    return (t - pd.to_timedelta(t.dt.dayofweek, unit="D")).dt.floor("D")
+    return (t - pd.to_timedelta(t.dt.day_of_week, unit="D")).dt.floor("D")
 
 
 def select_holdout(rows: pd.DataFrame, rules: HoldoutRules) -> HoldoutSelection:
@@ -458,20 +458,23 @@ def choose_threshold(model: str, score: np.ndarray, y: np.ndarray, amount: np.nd
 
 
 def attribution_summary(shap_values: np.ndarray, feature_values: pd.DataFrame,
-                        features: Sequence[str], numeric: Sequence[str]) -> pd.DataFrame:
-    """Per feature: mean |SHAP|, mean SHAP, rank, and direction (+1 when higher values raise
-    the score, -1 when they lower it, by the Spearman sign of value vs SHAP; NaN for
-    categories and constant columns)."""
+                        features: Sequence[str], numeric: Sequence[str],
+                        min_rho: float = 0.1) -> pd.DataFrame:
+    """Per feature: mean |SHAP|, mean SHAP, rank, and direction: +1 when higher values raise
+    the score, -1 when they lower it (the sign of the Spearman correlation of value and SHAP
+    when |rho| >= `min_rho`), 0 for no clear direction, NaN for categories."""
     values = np.asarray(shap_values, dtype=float)
     rows = []
     for j, name in enumerate(features):
         direction = np.nan
         if name in numeric and len(values):
+            direction = 0.0
             x = pd.to_numeric(feature_values[name], errors="coerce").to_numpy(dtype=float)
             ok = ~np.isnan(x)
             if ok.sum() > 2 and np.ptp(x[ok]) > 0 and np.ptp(values[ok, j]) > 0:
                 rho = pd.Series(x[ok]).corr(pd.Series(values[ok, j]), method="spearman")
-                direction = float(np.sign(rho)) if np.isfinite(rho) else np.nan
+                if np.isfinite(rho) and abs(rho) >= min_rho:
+                    direction = float(np.sign(rho))
         rows.append({"feature": name,
                      "mean_abs_shap": float(np.abs(values[:, j]).mean()) if len(values)
                      else np.nan,

@@ -124,6 +124,17 @@ def test_catboost_modes_agree_and_auto_follows_the_leaf_rule(
     assert catboost_shap_mode(cb_model.native, 50_000) == "UsePreCalc"
 
 
+def test_single_case_path_agrees_with_the_batch_path(
+        model: LoadedModel, holdout: tuple[pd.DataFrame, np.ndarray]) -> None:
+    # one row runs single-threaded (and CatBoost direct); 100 rows use every thread (precalc)
+    df = holdout[0].iloc[:100]
+    batch = explain(model, df)
+    for i in (0, 37, 99):
+        one = explain(model, df.iloc[[i]])
+        np.testing.assert_allclose(one.values[0], batch.values[i], atol=1e-6)
+        assert one.base_value == pytest.approx(batch.base_value, abs=1e-6)
+
+
 def test_model_input_and_frame_give_the_same_explanation(
         xgb_model: LoadedModel, holdout: tuple[pd.DataFrame, np.ndarray]) -> None:
     df = holdout[0].iloc[:50]
