@@ -235,13 +235,14 @@ class ModelRegistry:
         return manifest
 
     def set_stage(self, ref: str, stage: str) -> Manifest:
-        """Move a version to a stage; promoting a champion archives the previous one."""
+        """Move a version to a stage. A registry serves one use case, so it has at most one
+        champion: promoting one archives the previous champion, whatever its name."""
         if stage not in STAGES:
             raise ManifestError(f"Stage {stage!r} must be one of {', '.join(STAGES)}")
         target = self.resolve(ref)
         if stage == "champion":
             for m in self.list():
-                if m.name == target.name and m.stage == "champion" and m.key != target.key:
+                if m.stage == "champion" and m.key != target.key:
                     self.root.write_manifest(replace(m, stage="archived"))
         updated = replace(target, stage=stage)
         self.root.write_manifest(updated)

@@ -80,9 +80,16 @@ class XGBoostFramework:
         return np.asarray(native.predict(data, output_margin=True), dtype=np.float64)
 
     def structure(self, native: Any) -> dict[str, int]:
-        cfg = json.loads(native.save_config())
-        depth = int(cfg["learner"]["gradient_booster"]["tree_train_param"]["max_depth"])
-        return {"trees": int(native.num_boosted_rounds()), "max_depth": depth}
+        """Trees and the deepest tree's depth, read from the trees themselves (the saved
+        training config does not keep the parameter a model was trained with)."""
+
+        def depth(node: dict[str, Any]) -> int:
+            kids = node.get("children") or []
+            return 1 + max(depth(k) for k in kids) if kids else 0
+
+        dumps = native.get_dump(dump_format="json")
+        deepest = max((depth(json.loads(d)) for d in dumps), default=0)
+        return {"trees": int(native.num_boosted_rounds()), "max_depth": deepest}
 
     def gain_importance(self, native: Any, schema: FeatureSchema) -> dict[str, float]:
         scores = native.get_score(importance_type="total_gain")

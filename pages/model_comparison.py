@@ -1,0 +1,246 @@
+"""Model Comparison: judge candidates on one matured holdout, then promote the better one."""
+
+import streamlit as st
+
+from app import comparison, components, queries, resources
+from app.auth import audit_event, can, require
+from app.charts import waterfall_chart
+from app.resources import load_model, reader, workspace
+from data_access.errors import AuditError, FraudLensError
+from explainers.latency import LatencyMeasurement
+
+principal = require("compare", "Model comparison")
+st.title("Model Comparison")
+st.caption("Candidates judged on the same matured holdout: labelled transactions after every "
+           "candidate's training data, whose labels have had time to arrive. Intervals are 95% "
+           "bootstrap percentiles; differences are paired (same resamples for every model).")
+
+infos = queries.models()
+if len(infos) < 2:
+    components.missing("Comparing needs two or more registered models.", "fraudlens demo")
+    st.stop()
+labels = {m.model_id: components.model_label(m) for m in infos}
+live = [m.model_id for m in infos if m.stage != "archived"] or [m.model_id for m in infos]
+c1, c2 = st.columns([5, 3])
+chosen = c1.multiselect("Candidates", list(labels), default=live[:2], key="cmp_models",
+                        format_func=lambda m: labels.get(m, m),
+                        help="Two or more registered models; each needs scores "
+                             "(`fraudlens score`) and ideally stored SHAP values")
+if len(chosen) < 2:
+    st.info("Pick two or more models to compare.")
+    st.stop()
+champions = [m for m in chosen if queries.model_info(m).stage == "champion"]
+reference = c2.selectbox("Reference (the model you would switch from)", chosen,
+                         index=chosen.index(champions[0]) if champions else 0,
+                         key="cmp_reference", format_func=lambda m: labels.get(m, m))
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def _newest_label(path: str):
+    return comparison.newest_label_time(reader())
+
+
+newest = _newest_label(str(workspace().path))
+with st.expander("Holdout, business and SLA settings", icon=":material/tune:"):
+    a, b, c = st.columns(3)
+    as_of = a.date_input("Labels known as of (UTC)", value=newest.date() if newest else None,
+                         key="cmp_as_of", help="Only labels that had arrived by the end of "
+                         "this day count. Default: the day of the newest label.")
+    maturity = b.number_input("Label maturity (days)", 0, 365, 30, key="cmp_maturity",
+                              help="Transactions younger than this at the as-of date still "
+                                   "have labels arriving (chargebacks); they are left out")
+    coverage = c.slider("Minimum weekly label coverage", 0.5, 1.0, 0.95, 0.01,
+                        key="cmp_coverage", format="%.2f",
+                        help="Weeks where a smaller share of transactions is labelled are "
+                             "left out: their labels are biased towards fast-arriving fraud")
+    d, e, f = st.columns(3)
+    capacity = d.number_input("Review capacity (cases per day)", 1, 1_000_000, 20,
+                              key="cmp_capacity")
+    review_cost = e.number_input("Cost of one review (USD)", 0.0, 100_000.0, 5.0, step=1.0,
+                                 key="cmp_review_cost")
+    sla_ms = f.number_input("SLA: single-row latency p99 (ms)", 0.01, 10_000.0, 10.0,
+                            key="cmp_sla")
+settings = comparison.ComparisonSettings(
+    as_of=as_of if newest is None or as_of != newest.date() else None,
+    maturity_days=int(maturity), min_week_coverage=float(coverage), capacity=int(capacity),
+    review_cost=float(review_cost), sla_p99_ms=float(sla_ms), seed=queries.sample_seed(),
+    waterfall_cases=0)
+
+
+@st.cache_data(max_entries=32, show_spinner="Timing the model on this machine…")
+def _latency(path: str, model_id: str, sha256: str, _manifest, _model,
+             _frame) -> LatencyMeasurement:
+    """Per model checksum: timing costs seconds and the model cannot change under its sha."""
+    return comparison.timed_with(workspace().registry)(_model, _manifest, _frame)
+
+
+def _timed(model, manifest, frame) -> LatencyMeasurement:
+    return _latency(str(workspace().path), model.key, manifest.sha256, manifest, model, frame)
+
+
+@st.cache_data(ttl=600, max_entries=8, show_spinner="Comparing on the matured holdout…")
+def _report(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
+            cfg: comparison.ComparisonSettings) -> comparison.ComparisonReport:
+    manifests = [workspace().registry.resolve(r) for r in refs]
+    return comparison.build_report(reader(), manifests, [load_model(r) for r in refs], cfg,
+                                   reference=ref, latency=_timed)
+
+
+try:
+    shas = tuple(workspace().registry.resolve(m).sha256 for m in chosen)
+    report = _report(str(workspace().path), tuple(chosen), shas, reference, settings)
+except FraudLensError as exc:
+    st.error(str(exc))
+    st.stop()
+for warning in report.warnings:
+    st.warning(warning)
+
+h = report.holdout
+st.subheader("Holdout")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Transactions", f"{h.rows:,}")
+m2.metric("Fraud cases", f"{h.fraud:,}", help=f"${h.fraud_usd:,.0f} of fraud")
+m3.metric("Event window (UTC)", f"{h.start:%b %d} – {h.end:%b %d}", help=f"{h.days} days")
+m4.metric("Labels as of (UTC)", f"{h.as_of:%b %d, %H:%M}", help=f"{h.as_of:%Y-%m-%d %H:%M:%S} UTC")
+st.caption("Transactions left out, each counted once under its first reason:")
+st.dataframe(h.exclusion_frame(), hide_index=True, column_config={
+    "reason": st.column_config.TextColumn("reason", width="large"),
+    "rows": st.column_config.NumberColumn("transactions", format="localized")})
+
+st.subheader("Metrics")
+st.caption(f"Estimate [95% interval] from {report.metrics.n_resamples} bootstrap resamples "
+           f"(seed {report.metrics.seed}). The last column is the paired difference to "
+           f"{report.reference}; * marks an interval that excludes zero. Precision in the top "
+           f"{settings.capacity} per day: each day's {settings.capacity} highest scores are "
+           "reviewed.")
+st.dataframe(comparison.metrics_table(report), hide_index=True)
+st.altair_chart(comparison.metrics_chart(report))
+st.markdown("**Calibration** — observed fraud rate against the mean score, per score bin of "
+            "width 10%; on the dashed diagonal a score is the probability of fraud.")
+st.altair_chart(comparison.calibration_chart(report), width="stretch")
+
+st.subheader("Cost at each model's best threshold")
+st.caption(f"Missed fraud costs its amount; each review costs ${settings.review_cost:,.2f}; at "
+           f"most {settings.capacity} reviews a day, highest scores first. Each model's "
+           f"threshold minimises its total cost over the {h.days}-day holdout (◆ on the "
+           "chart).")
+st.dataframe(comparison.cost_table(report), hide_index=True)
+for pair in report.pairs:
+    verb = "saves" if pair.savings_usd >= 0 else "costs"
+    box = st.success if pair.savings_usd >= 0 else st.warning
+    box(f"Switching from **{pair.reference}** to **{pair.challenger}** {verb} "
+        f"**${abs(pair.savings_usd):,.0f}** on the holdout "
+        f"(${abs(pair.savings_per_day_usd):,.0f} per day).")
+st.altair_chart(comparison.cost_chart(report), width="stretch")
+
+st.subheader("Stability over time")
+st.caption("ROC AUC and PR AUC per " + ("week" if report.stability_freq == "W" else
+           "day (the holdout spans fewer than three weeks)") + "; a falling line is drift.")
+st.altair_chart(comparison.stability_chart(report))
+
+st.subheader("Serving SLA")
+if report.latency:
+    first = report.latency[0]
+    st.caption(f"Measured on this machine ({first.machine}): {first.single_row_calls} one-row "
+               "predictions with the input already built (p50/p99), plus building the input "
+               f"from a transaction row; batches of {first.batch_rows:,} rows end to end. "
+               "Timings are cached per model checksum.")
+    st.dataframe(comparison.latency_table(report), hide_index=True)
+
+st.subheader("Explanations compared")
+pair = report.pairs[0]
+if len(report.pairs) > 1:
+    challenger = st.selectbox("Challenger", [p.challenger for p in report.pairs],
+                              key="cmp_challenger")
+    pair = report.pair(challenger)
+for model_id, source in report.attribution_sources:
+    st.caption(f"{model_id}: mean |SHAP| from the {source}")
+imp = pair.importance
+st.metric("Spearman rank correlation of feature importance",
+          "—" if imp.spearman != imp.spearman else f"{imp.spearman:.3f}",
+          help="1: both models rank features the same; 0: unrelated orders")
+left, right = st.columns([1, 1])
+with left:
+    st.markdown("**Mean |SHAP| over the holdout**, the 15 features either model leans on most")
+    st.altair_chart(comparison.importance_pair_chart(imp), width="stretch")
+with right:
+    if pair.segments:
+        st.markdown(f"**Per {pair.segments[0].segment}**: how alike the two importance orders "
+                    f"are within each segment; ranks are {pair.reference} vs "
+                    f"{pair.challenger}")
+        st.dataframe(comparison.segment_table(pair), hide_index=True)
+st.markdown("**Features that differ most** — a flipped direction first, then the largest rank "
+            "shift. Direction: the sign of the correlation between a feature's value and its "
+            "SHAP value.")
+st.dataframe(comparison.most_different_table(imp), hide_index=True)
+
+st.subheader("Where the models disagree")
+st.caption(f"{pair.disagreement_total:,} transactions after the training window are flagged by "
+           f"exactly one of {pair.reference} and {pair.challenger} at the thresholds above; "
+           "largest amounts first. Select a row to see both explanations.")
+view = comparison.disagreement_view(pair)
+score_cols = [c for c in view.columns if c.startswith("score ")]
+event = st.dataframe(view, hide_index=True, on_select="rerun", selection_mode="single-row",
+                     key=f"cmp_disagree_{pair.challenger}", column_config={
+                         "time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+                         "amount (USD)": st.column_config.NumberColumn(format="dollar"),
+                         **{c: st.column_config.NumberColumn(format="percent")
+                            for c in score_cols}})
+rows = list(event.selection.rows) if event is not None else []
+if len(view):
+    picked = view.iloc[rows[0] if rows else 0]
+    txn = str(picked["transaction"])
+    pair_models = [load_model(pair.reference), load_model(pair.challenger)]
+    case = comparison.case_waterfalls(reader(), pair_models, txn,
+                                      {"fraud": 1.0, "legit": 0.0}.get(picked["label"],
+                                                                       float("nan")))
+    st.markdown(f"**{txn}** · ${case.amount_usd:,.2f} · label: {picked['label']}")
+    for col, (model_id, steps) in zip(st.columns(2), case.steps, strict=True):
+        with col:
+            st.markdown(f"**{model_id}** (SHAP, log-odds; "
+                        f"{dict(case.sources)[model_id]})")
+            st.altair_chart(waterfall_chart(steps), width="stretch")
+
+st.subheader("Decide")
+details = {"models": list(report.model_ids), "reference": report.reference,
+           "as_of": h.as_of.isoformat(), "holdout_rows": h.rows}
+d1, d2 = st.columns(2)
+with d1:
+    components.audited_csv_download(
+        "metrics CSV", comparison.numbers_table(report), target="model comparison metrics",
+        file_name="comparison_metrics.csv", key="cmp_metrics_csv", details=details)
+with d2:
+    components.audited_csv_download(
+        "attributions CSV", comparison.attributions_table(report),
+        target="model comparison attributions", file_name="comparison_attributions.csv",
+        key="cmp_attr_csv", details=details)
+st.caption("The same comparison as a self-contained HTML report (charts included, no internet "
+           "needed):")
+st.code(f"fraudlens compare {' '.join(report.model_ids)} --out comparison.html", language="bash")
+
+done = st.session_state.pop("cmp_promoted", None)
+if done:
+    st.success(done)
+if can(principal, "promote"):
+    with st.form("cmp_promote", border=True):
+        st.markdown("**Promote a candidate to champion** (a registry stage change, recorded in "
+                    "the audit trail; the previous champion of that name is archived)")
+        target = st.selectbox("Model", list(report.model_ids), key="cmp_promote_model",
+                              format_func=lambda m: labels.get(m, m))
+        reason = st.text_input("Reason", key="cmp_promote_reason",
+                               placeholder="e.g. higher recall at 1% FPR, lower cost")
+        if st.form_submit_button("Promote to champion", type="primary"):
+            try:
+                result = comparison.promote(workspace().registry, target, audit_event, reason)
+            except (AuditError, FraudLensError) as exc:
+                st.error(f"Not promoted: {exc}")
+            else:
+                archived = ", ".join(result.archived) or "none"
+                st.session_state["cmp_promoted"] = (
+                    f"{result.model_id} is now champion (was {result.previous_stage}); "
+                    f"archived: {archived}. The warehouse's model list catches up on the next "
+                    "`fraudlens` command.")
+                resources._manifests_at.clear()  # the registry changed: list it anew
+                st.rerun()
+else:
+    st.caption("Promoting a model needs the ML engineer role.")
