@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,9 +30,20 @@ class Workspace:
     def at(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
         return cls(workspace_dir(path))
 
-    @property
+    @cached_property
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(LocalRegistryRoot(self.path / MODELS_DIR))
+        """The workspace's model registry: `models/` in the workspace, or the root named by
+        FRAUDLENS_REGISTRY (`s3://bucket/prefix`, `sagemaker://group`) with a verified local
+        cache in the workspace. Kept per Workspace object so a remote root's degraded state
+        and retry cool-down last."""
+        spec = os.environ.get("FRAUDLENS_REGISTRY")
+        if not spec:
+            return ModelRegistry(LocalRegistryRoot(self.path / MODELS_DIR))
+        from data_access.registry_roots import CACHE_DIR, open_root
+
+        endpoint = os.environ.get("FRAUDLENS_REGISTRY_ENDPOINT_URL")
+        return ModelRegistry(open_root(spec, cache_dir=self.path / CACHE_DIR,
+                                       endpoint_url=endpoint))
 
     @property
     def warehouse(self) -> Path:
