@@ -60,8 +60,9 @@ if principal is None:
     st.stop()
 
 with st.sidebar:
-    st.markdown(f"**{principal.name}**")
-    st.caption(f"{principal.email} · role: {principal.role}")
+    # Names and emails come from the identity provider: shown as plain text, never markdown.
+    st.text(principal.name)
+    st.text(f"{principal.email} · role: {principal.role}")
     if not demo_active() and st.button("Sign out", icon=":material/logout:",
                                        key="fraudlens_sign_out"):
         st.session_state.clear()
@@ -72,6 +73,9 @@ if principal.role == NO_ROLE:
     st.stop()
 
 available = [p for p in PAGES if (HERE / p.path).is_file()]
+if not any(can(principal, p.permission) for p in available):
+    st.error("No FraudLens page is installed for your role.")
+    st.stop()
 allowed_first = sorted(available, key=lambda p: not can(principal, p.permission))
 pages = [
     (spec, st.Page(HERE / spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+from streamlit import runtime
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from data_access.errors import AuditError, FraudLensError
@@ -84,8 +85,21 @@ def demo_active() -> bool:
     return demo_mode() and not auth_configured()
 
 
-def _testing() -> bool:
-    return os.environ.get("FRAUDLENS_TESTING") == "1"
+def _served() -> bool:
+    return runtime.exists() and type(runtime.get_instance()) is runtime.Runtime
+
+
+def _injected_principal() -> Principal | None:
+    """The principal a test put in session state: only with FRAUDLENS_TESTING=1, and never in a
+    served app (`streamlit run` has a real Runtime; AppTest runs on a mock of it)."""
+    if os.environ.get("FRAUDLENS_TESTING") != "1" or _served():
+        return None
+    injected = st.session_state.get(TEST_PRINCIPAL_KEY)
+    if isinstance(injected, Principal):
+        return injected
+    if isinstance(injected, Mapping):
+        return Principal(**{k: str(injected[k]) for k in ("subject", "email", "name", "role")})
+    return None
 
 
 def _secrets_section(name: str) -> Mapping[str, Any]:
@@ -135,6 +149,8 @@ def role_from_claims(claims: Mapping[str, Any], claim: str,
 def startup_problem() -> str | None:
     """Why the app must refuse to start, or None: no auth and no demo flag, weak cookie
     secret, or demo mode on a non-loopback address."""
+    if _injected_principal() is not None:
+        return None  # AppTest with an injected identity: no sign-in to configure
     if auth_configured():
         secret = str(_secrets_section("auth").get("cookie_secret", ""))
         if len(secret.encode("utf-8")) < MIN_COOKIE_SECRET_BYTES:
@@ -167,13 +183,9 @@ def _principal_from_user(user: Mapping[str, Any]) -> Principal:
 
 def current_principal() -> Principal | None:
     """The ONE function behind identity: who is signed in, or None."""
-    if _testing():
-        injected = st.session_state.get(TEST_PRINCIPAL_KEY)
-        if isinstance(injected, Principal):
-            return injected
-        if isinstance(injected, Mapping):
-            return Principal(**{k: str(injected[k]) for k in ("subject", "email", "name",
-                                                               "role")})
+    injected = _injected_principal()
+    if injected is not None:
+        return injected
     if auth_configured():
         user = st.user
         if not user.get("is_logged_in", False):
@@ -218,8 +230,8 @@ def deny(principal: Principal, page: str, permission: str) -> None:
     except AuditError as exc:
         _LOG.error("access denial for %s on %s was not audited: %s", principal.actor, page, exc)
     if principal.role == NO_ROLE:
-        st.error(f"Signed in as {principal.name}, but your account has no FraudLens role. "
-                 "Ask an administrator to add you to a FraudLens group.")
+        st.error("You are signed in, but your account has no FraudLens role. Ask an "
+                 "administrator to add you to a FraudLens group.")
     else:
         st.error(f"You don't have access to {page} (role {principal.role}).")
 

@@ -79,9 +79,15 @@ def _records(ws: Path, action: str | None = None) -> pd.DataFrame:
         con.close()
 
 
+def _only_sign_in(pages: list[tuple[str, str, str]]) -> bool:
+    """Every registered page is the sign-in page; only one is visible (deep links alias it)."""
+    return ({title for title, _, _ in pages} == {"Sign in"}
+            and [vis for _, _, vis in pages].count("visible") == 1)
+
+
 def _texts(at: AppTest) -> str:
     parts = [e.value for e in (*at.error, *at.warning, *at.info, *at.success, *at.markdown,
-                               *at.title, *at.caption)]
+                               *at.title, *at.caption, *at.text)]
     return "\n".join(str(p) for p in parts)
 
 
@@ -138,14 +144,14 @@ def test_signed_out_visitor_sees_only_sign_in_and_no_warehouse_opens(app_env: Pa
     streamlit.cache_resource.clear()
     at = _app().run()
     assert not at.exception
-    assert nav_calls == [[("Sign in", "", "visible")]]
+    assert len(nav_calls) == 1 and _only_sign_in(nav_calls[0])
     assert [b.label for b in at.button] == ["Sign in"]
     assert "Sign in with your company account" in _texts(at)
     assert opened == []
     # a deep link to a protected page still renders only the sign-in page
     at.query_params["case"] = "T000001"
     at.run()
-    assert nav_calls[-1] == [("Sign in", "", "visible")]
+    assert _only_sign_in(nav_calls[-1])
     assert opened == []
 
 
@@ -155,7 +161,19 @@ def test_injected_test_principal_is_ignored_without_testing_flag(app_env: Path, 
     at = _app()
     at.session_state[TEST_PRINCIPAL_KEY] = Principal("eve", "eve@example.com", "Eve", "admin")
     at.run()
-    assert nav_calls == [[("Sign in", "", "visible")]]
+    assert len(nav_calls) == 1 and _only_sign_in(nav_calls[0])
+
+
+def test_injected_test_principal_is_ignored_in_a_served_app(app_env: Path, monkeypatch,
+                                                           nav_calls):
+    """Injection only works under AppTest (a mock Runtime), never under `streamlit run`."""
+    import app.auth
+
+    monkeypatch.setattr(app.auth, "_served", lambda: True)
+    at = _app()
+    at.session_state[TEST_PRINCIPAL_KEY] = Principal("eve", "eve@example.com", "Eve", "admin")
+    at.run()
+    assert len(nav_calls) == 1 and _only_sign_in(nav_calls[0])
 
 
 def test_injected_test_principal_is_used_with_testing_flag(app_env: Path, nav_calls):
@@ -203,6 +221,18 @@ def test_analyst_opening_audit_page_is_denied_and_audited(app_env: Path):
     row = denied.iloc[0]
     assert (row.actor, row.role, row.target, row.outcome) == (
         "ana@example.com", "analyst", "Audit Trail", "denied")
+
+
+def test_router_denies_even_if_the_page_forgot_its_gate(app_env: Path, monkeypatch):
+    """The router checks the selected page's permission before running it."""
+    import app.auth
+
+    monkeypatch.setattr(app.auth, "require", lambda permission, page: None)
+    at = _app(_user(["fraud-analysts"])).run()
+    at.switch_page("pages/audit_trail.py").run()
+    assert "You don't have access to Audit Trail (role analyst)" in at.error[0].value
+    assert not at.dataframe
+    assert len(_records(app_env, "access_denied")) == 1
 
 
 def test_audit_page_denies_by_itself_when_opened_directly(app_env: Path):

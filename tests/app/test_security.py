@@ -103,3 +103,59 @@ def test_app_reader_is_the_hardened_connection(workspace_copy: Path, monkeypatch
     assert settings == {"enable_external_access": "false", "lock_configuration": "true",
                         "python_enable_replacements": "false", "access_mode": "read_only"}
     assert resources.reader() is con  # one cached connection per workspace
+
+
+MODEL_SCRIPT = """
+import streamlit as st
+from app.resources import load_model, manifests
+
+st.write(sorted(m["model_id"] for m in manifests()))
+try:
+    model = load_model("fraud_xgb@1")
+except Exception as exc:
+    st.error(f"{type(exc).__name__}: {exc}")
+else:
+    st.write(f"serving {model.key}")
+"""
+
+
+def _flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_tampered_artifact_keeps_last_verified_model_with_warning(workspace_copy: Path,
+                                                                  monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app import resources
+
+    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
+    at = AppTest.from_string(MODEL_SCRIPT, default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert "serving fraud_xgb@1" in [m.value for m in at.markdown]
+    assert not at.warning
+
+    artifact = next(p for p in (workspace_copy / "models/fraud_xgb/1").iterdir()
+                    if p.name != "manifest.json")
+    _flip_one_byte(artifact)
+    resources._model_at.clear()  # force a reload from disk, as after cache eviction
+    at.run()
+    assert "serving fraud_xgb@1" in [m.value for m in at.markdown]
+    assert "Checksum mismatch" in at.warning[0].value
+    assert artifact.name in at.warning[0].value
+    assert "last verified" in at.warning[0].value
+
+
+def test_tampered_artifact_without_a_verified_copy_is_an_error(workspace_copy: Path,
+                                                               monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
+    artifact = next(p for p in (workspace_copy / "models/fraud_xgb/1").iterdir()
+                    if p.name != "manifest.json")
+    _flip_one_byte(artifact)
+    at = AppTest.from_string(MODEL_SCRIPT, default_timeout=60).run()
+    assert at.error[0].value.startswith("ChecksumError: Checksum mismatch")
+    assert not any(str(m.value).startswith("serving") for m in at.markdown)

@@ -7,9 +7,13 @@ Fixtures for every e2e test:
   gives a subject its claims (e.g. `groups`) before it signs in on the provider's form.
 - `oidc_secrets`: secrets.toml text for Streamlit's `[auth]` against that issuer.
 - `app_server(workspace, env_extra=None, secrets_toml=None) -> base_url`: starts (or reuses) a
-  server and waits for /_stcore/health; `app_server.stop(base_url)` stops one early.
+  server, waits for /_stcore/health and warms it up with one root visit;
+  `app_server.stop(base_url)` stops one early (e.g. to read the journal it holds). Without
+  `secrets_toml` the app has no `[auth]`: pass env_extra={"FRAUDLENS_DEMO_MODE": "1",
+  "FRAUDLENS_DEMO_ROLE": "analyst"} for a signed-in demo principal.
 - `browser_page`: a fresh Chromium page; any console error or page error fails the test.
-- `screenshot(page, name)`: saves test-artifacts/e2e/<name>.png.
+- `screenshot(page, name)`: waits for the run to finish, saves test-artifacts/e2e/<name>.png.
+- `wait_idle(page)`: waits until Streamlit's "Running…" status widget is gone.
 """
 
 from __future__ import annotations
@@ -248,9 +252,16 @@ def browser_page(_browser) -> Iterator[object]:
     assert errors == [], "browser reported errors:\n" + "\n".join(errors)
 
 
+def wait_idle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until the app's script run finishes (Streamlit's "Running…" widget is gone)."""
+    page.wait_for_timeout(200)
+    page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=timeout_ms)
+
+
 @pytest.fixture
 def screenshot() -> Callable[[object, str], Path]:
     def take(page, name: str) -> Path:
+        wait_idle(page)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)

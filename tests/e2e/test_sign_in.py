@@ -38,7 +38,8 @@ def sign_in(page: Page, base_url: str, issuer: str, sub: str) -> None:
 
 def nav_titles(page: Page) -> list[str]:
     expect(page.get_by_test_id("stSidebarNav")).to_be_visible()
-    return [t.strip() for t in page.get_by_test_id("stSidebarNavLink").all_inner_texts()]
+    links = page.get_by_test_id("stSidebarNavLink").all_inner_texts()
+    return [t.strip().splitlines()[-1].strip() for t in links]  # drop the icon line
 
 
 def test_signed_out_visitor_sees_only_sign_in(browser_page: Page, oidc_app, screenshot):
@@ -103,6 +104,7 @@ def test_analyst_opening_audit_by_url_is_denied_and_audited(browser_page: Page, 
         "You don't have access to Audit Trail (role analyst)")).to_be_visible()
     expect(browser_page.get_by_role("button", name="Verify chain")).to_have_count(0)
     screenshot(browser_page, "analyst_audit_denied")
+    browser_page.close()  # a page left open would log failed reconnects to the stopped server
     app_server.stop(base_url)  # releases the journal so the test can read it
     con = open_journal(e2e_workspace)
     try:
@@ -120,3 +122,15 @@ def test_app_without_auth_or_demo_flag_refuses_to_start(browser_page: Page, app_
     expect(browser_page.get_by_text("FraudLens refuses to start")).to_be_visible()
     expect(browser_page.get_by_role("button", name="Sign in")).to_have_count(0)
     screenshot(browser_page, "refuses_to_start")
+
+
+def test_demo_mode_shows_banner_and_demo_role(browser_page: Page, app_server,
+                                              e2e_workspace: Path, screenshot):
+    base_url = app_server(e2e_workspace, {"FRAUDLENS_DEMO_MODE": "1",
+                                          "FRAUDLENS_DEMO_ROLE": "analyst"})
+    browser_page.goto(base_url)
+    expect(browser_page.get_by_text(
+        "Demo mode — synthetic data, sign-in disabled, loopback only")).to_be_visible()
+    expect(browser_page.get_by_test_id("stSidebar")).to_contain_text("role: analyst")
+    assert "Audit Trail" not in nav_titles(browser_page)
+    screenshot(browser_page, "demo_mode")
