@@ -42,8 +42,10 @@ __all__ = [
     "clean_id",
     "detail_rows",
     "fetch_queue",
+    "md_escape",
     "neighbour_pool",
     "queue_sql",
+    "reason_text",
     "resolve_model",
     "shown_value",
     "similar_cases",
@@ -101,7 +103,7 @@ def _version_key(model_id: str) -> tuple[int, int | str]:
 
 @dataclass(frozen=True)
 class QueueFilter:
-    """Which scored transactions the queue lists: newest highest scores first."""
+    """Which scored transactions the queue lists, highest scores first."""
 
     model_id: str
     since: date | None = None
@@ -409,6 +411,22 @@ class CaseReasons:
 
     towards_fraud: tuple[ReasonCode, ...]
     towards_legit: tuple[ReasonCode, ...]
+
+
+def reason_text(code: ReasonCode, schema: FeatureSchema) -> str:
+    """A reason as one line: what the feature means, its value, its push in log-odds."""
+    feature = _feature(schema, code.feature)
+    meaning = feature.description if feature and feature.description else code.feature
+    value = shown_value(code.value, feature)
+    return f"{md_escape(meaning)}: **{md_escape(value)}** ({code.shap:+.2f} log-odds)"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~:$])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown through Markdown stays text (no links, emphasis, HTML or LaTeX)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def case_reasons(case: CaseExplanation, schema: FeatureSchema, top_n: int = 5) -> CaseReasons:

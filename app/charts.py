@@ -1,7 +1,20 @@
-"""Reusable Altair (Vega-Lite) charts. Each takes a tidy frame and returns a chart; the few
-`*_data` helpers shape rows for a chart and are plain pandas, so tests can read them."""
+"""Reusable Altair (Vega-Lite) charts: waterfall, importance bars, beeswarm, dependence,
+timeline, label coverage.
+
+Each `*_chart(frame, ...)` returns a `ChartSpec`: the chart's rows (plain pandas, readable in
+tests) and an Altair chart template without data. The template depends only on options, so
+its Vega-Lite JSON is built once and reused, and a page hands Streamlit the rows as a frame
+(sent as Arrow). Building an Altair chart costs ~50 ms, and Altair walks inline rows as schema
+objects (seconds for a 10,000-point beeswarm). `beeswarm_data` shapes SHAP samples.
+"""
 
 from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -11,6 +24,7 @@ from altair.utils import sanitize_pandas_dataframe
 from data_access.schema import FeatureSchema
 
 __all__ = [
+    "ChartSpec",
     "beeswarm_chart",
     "beeswarm_data",
     "dependence_chart",
@@ -24,79 +38,140 @@ RAISES = "#c0392b"  # pushes towards fraud
 LOWERS = "#2471a3"  # pushes towards legit
 NEUTRAL = "#7b7d7d"
 LOG_ODDS = "Contribution to the score (log-odds)"
-_QUINTILES = [LOWERS, "#7fb3d5", "#d5d8dc", "#f1948a", RAISES]
-_SCORE_SCALE = alt.Scale(domain=[0, 1], scheme="orangered")
+_LOW_HIGH = alt.Legend(labelExpr="datum.value == 0 ? 'low' : datum.value == 1 ? 'high' : ''")
+_DIVERGING = [LOWERS, "#b3b6b7", RAISES]
 
 
-def _inline(df: pd.DataFrame) -> alt.Data:
-    """Rows inlined in the spec: Altair's 5,000-row guard is for accidental full tables, and
-    these charts take seeded samples the caller has already bounded."""
-    return alt.Data(values=sanitize_pandas_dataframe(df).to_dict(orient="records"))
+@dataclass(frozen=True, eq=False)
+class ChartSpec:
+    """A chart: its template (by name and options) and the rows it draws."""
+
+    template: str
+    options: tuple[tuple[str, Any], ...]
+    rows: pd.DataFrame
+
+    def template_dict(self) -> dict:
+        """The Vega-Lite spec without data (cached JSON; the rows are the chart's data)."""
+        return json.loads(_template_json(self.template, self.options))
+
+    def to_dict(self, validate: bool = True) -> dict:
+        """A self-contained Vega-Lite spec, rows inlined; `validate` checks the template
+        against the Vega-Lite schema."""
+        if validate:
+            chart = _TEMPLATES[self.template](**dict(self.options))
+            spec = _without_placeholder(chart.to_dict(validate=True))
+        else:
+            spec = self.template_dict()
+        spec["data"] = {"values": sanitize_pandas_dataframe(self.rows).to_dict("records")}
+        return spec
+
+
+@functools.lru_cache(maxsize=128)
+def _template_json(template: str, options: tuple[tuple[str, Any], ...]) -> str:
+    spec = _TEMPLATES[template](**dict(options)).to_dict(validate=False)
+    return json.dumps(_without_placeholder(spec))
+
+
+def _without_placeholder(spec: dict) -> dict:
+    """Altair gives a chart without data a one-empty-row placeholder dataset; drop it so
+    the rows passed with the chart are its only data."""
+    for part in [spec, *spec.get("layer", [])]:
+        if part.get("data") == {"name": "empty"}:
+            del part["data"]
+    spec.get("datasets", {}).pop("empty", None)
+    if "datasets" in spec and not spec["datasets"]:
+        del spec["datasets"]
+    return spec
+
+
+def _base() -> alt.Chart:
+    return alt.Chart()  # the data comes with each run (ChartSpec.rows)
 
 
 def _pct(p: float) -> str:
     return f"{p:.1%}" if p >= 0.001 else f"{p:.2%}"
 
 
-def waterfall_chart(steps: pd.DataFrame, height_per_row: int = 30) -> alt.LayerChart:
-    """Horizontal waterfall: base value at the top, one bar per step, the final score last.
+# --------------------------------------------------------------------------- waterfall
 
-    `steps` is `app.cases.waterfall_steps` output (log-odds); bars for the base value and the
-    final score start at 0, every other bar starts where the previous one ended.
+
+def waterfall_chart(steps: pd.DataFrame) -> ChartSpec:
+    """Horizontal waterfall, top to bottom: base value, one bar per step, the final score.
+
+    `steps` is `app.cases.waterfall_steps` output (log-odds); base and final bars start at 0,
+    every other bar starts where the previous one ended. Labels give each step in log-odds
+    and the probability at the end.
     """
     df = steps.copy()
     df["effect"] = np.select(
         [df["kind"].isin(["base", "final"]), df["contribution"] >= 0],
-        ["base / score", "raises the score"], "lowers the score")
+        ["base and score", "towards fraud"], "towards legit")
     df["text"] = [
         (f"{c:+.2f}" if k in ("feature", "other")
          else f"{c:.2f} → {_pct(p)}" if k == "final" else f"{c:.2f} (p = {_pct(p)})")
         for k, c, p in zip(df["kind"], df["contribution"], df["probability"], strict=True)]
     df["text_at"] = df[["start", "end"]].max(axis=1)
     df["probability_after"] = df["probability"].map(_pct)
-    y = alt.Y("label:N", sort=list(df["label"]), title=None,
+    return ChartSpec("waterfall", (), df)
+
+
+def _waterfall() -> alt.LayerChart:
+    y = alt.Y("label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None,
               axis=alt.Axis(labelLimit=320, labelFontSize=12))
     colour = alt.Color(
-        "effect:N", title=None, legend=alt.Legend(orient="top"),
-        scale=alt.Scale(domain=["raises the score", "lowers the score", "base / score"],
+        "effect:N", title=None, legend=None,
+        scale=alt.Scale(domain=["towards fraud", "towards legit", "base and score"],
                         range=[RAISES, LOWERS, NEUTRAL]))
     tooltip = [alt.Tooltip("label:N", title="step"),
                alt.Tooltip("contribution:Q", title="log-odds", format="+.3f"),
                alt.Tooltip("end:Q", title="running total (log-odds)", format=".3f"),
                alt.Tooltip("probability_after:N", title="probability after this step")]
-    base = alt.Chart(df)
-    bars = base.mark_bar(height={"band": 0.7}).encode(
+    bars = _base().mark_bar(height={"band": 0.7}).encode(
         x=alt.X("start:Q", title=LOG_ODDS), x2="end:Q", y=y, color=colour, tooltip=tooltip)
-    labels = base.mark_text(align="left", dx=4, fontSize=11).encode(
-        x="text_at:Q", y=alt.Y("label:N", sort=list(df["label"])), text="text:N")
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#999").encode(x="x:Q")
-    return (zero + bars + labels).properties(height=height_per_row * len(df))
+    labels = _base().mark_text(align="left", dx=4, fontSize=11).encode(
+        x="text_at:Q", y=y, text="text:N")
+    zero = _base().mark_rule(color="#999").encode(x=alt.datum(0))
+    return (zero + bars + labels).properties(height=alt.Step(30))
+
+
+# --------------------------------------------------------------------------- importance
 
 
 def importance_chart(frame: pd.DataFrame, value: str, title: str, fmt: str = ".3f",
-                     top_n: int = 20) -> alt.Chart:
+                     top_n: int = 20) -> ChartSpec:
     """Horizontal bars, largest first. `frame` has `feature`, `value` and optionally
-    `description`."""
-    df = frame.sort_values(value, ascending=False, kind="stable").head(top_n)
-    tooltip = [alt.Tooltip("feature:N"), alt.Tooltip(f"{value}:Q", title=title, format=fmt)]
-    if "description" in df.columns:
-        tooltip.append(alt.Tooltip("description:N", title="meaning"))
-    return alt.Chart(df).mark_bar(color=RAISES).encode(
+    `description` (shown on hover)."""
+    df = frame.sort_values(value, ascending=False, kind="stable").head(top_n).copy()
+    df["order"] = np.arange(len(df))
+    if "description" not in df.columns:
+        df["description"] = ""
+    return ChartSpec("importance", (("fmt", fmt), ("title", title), ("value", value)), df)
+
+
+def _importance(value: str, title: str, fmt: str) -> alt.Chart:
+    return _base().mark_bar(color=RAISES).encode(
         x=alt.X(f"{value}:Q", title=title),
-        y=alt.Y("feature:N", sort=list(df["feature"]), title=None,
-                axis=alt.Axis(labelLimit=260)),
-        tooltip=tooltip,
-    ).properties(height=max(120, 24 * len(df)))
+        y=alt.Y("feature:N", sort=alt.EncodingSortField("order", order="ascending"),
+                title=None, axis=alt.Axis(labelLimit=260)),
+        tooltip=[alt.Tooltip("feature:N"), alt.Tooltip(f"{value}:Q", title=title, format=fmt),
+                 alt.Tooltip("description:N", title="meaning")],
+    ).properties(height=alt.Step(22))
+
+
+# --------------------------------------------------------------------------- beeswarm
 
 
 def beeswarm_data(shap_values: pd.DataFrame, feature_values: pd.DataFrame,
                   schema: FeatureSchema, features: list[str], seed: int = 7) -> pd.DataFrame:
-    """Long rows for a beeswarm: feature, shap, value (text), value_norm, jitter.
+    """Long rows for a beeswarm: feature, order, shap, value (text), value_norm, jitter.
 
     Numeric colour is the value's rank within its feature scaled to 0..1 (robust to skew);
     categorical and missing values get no colour (NaN) and show their value on hover. Jitter
     is seeded and widest where points are densest, so the plot reads like a beeswarm.
     """
+    columns = ["feature", "order", "shap", "value", "value_norm", "jitter"]
+    if not features or shap_values.empty:
+        return pd.DataFrame(columns=columns)
     merged = shap_values[["transaction_id", *features]].merge(
         feature_values[["transaction_id", *features]], on="transaction_id",
         suffixes=("_shap", ""))
@@ -105,22 +180,21 @@ def beeswarm_data(shap_values: pd.DataFrame, feature_values: pd.DataFrame,
     for order, name in enumerate(features):
         shap = merged[f"{name}_shap"].to_numpy(dtype=float)
         raw = merged[name]
-        feat = schema.feature(name)
-        if feat.is_categorical:
+        if schema.feature(name).is_categorical:
             norm = np.full(len(raw), np.nan)
             text = raw.astype(object).where(raw.notna(), "missing").astype(str)
         else:
             numeric = pd.to_numeric(raw, errors="coerce").astype(float)
             ranks = numeric.rank(pct=True, method="average")
-            norm = ((ranks - ranks.min()) / max(ranks.max() - ranks.min(), 1e-12)).to_numpy()
+            spread = max(ranks.max() - ranks.min(), 1e-12)
+            norm = ((ranks - ranks.min()) / spread).to_numpy()
             if numeric.nunique() <= 1:
                 norm = np.where(numeric.notna(), 0.5, np.nan)
             text = numeric.map(lambda v: "missing" if np.isnan(v) else f"{v:,.4g}")
         parts.append(pd.DataFrame({
             "feature": name, "order": order, "shap": shap, "value": text.to_numpy(),
             "value_norm": norm, "jitter": _density_jitter(shap, rng)}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["feature", "order", "shap", "value", "value_norm", "jitter"])
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def _density_jitter(x: np.ndarray, rng: np.random.Generator, bins: int = 50) -> np.ndarray:
@@ -133,72 +207,102 @@ def _density_jitter(x: np.ndarray, rng: np.random.Generator, bins: int = 50) -> 
     return rng.uniform(-0.42, 0.42, len(x)) * width
 
 
-def beeswarm_chart(long: pd.DataFrame, row_height: int = 34) -> alt.LayerChart:
+def beeswarm_chart(long: pd.DataFrame) -> ChartSpec:
     """One row per feature: each dot a transaction at its SHAP value, coloured by the
-    feature's value (blue low → red high; grey: categorical or missing)."""
-    features = list(dict.fromkeys(long["feature"]))
-    y = alt.Y("feature:N", sort=features, title=None, axis=alt.Axis(labelLimit=260))
-    tooltip = [alt.Tooltip("feature:N"), alt.Tooltip("value:N", title="feature value"),
-               alt.Tooltip("shap:Q", title="log-odds", format="+.3f")]
-    base = alt.Chart(_inline(long)).encode(
-        x=alt.X("shap:Q", title=LOG_ODDS), y=y,
+    feature's value (blue low → red high; grey: categorical or missing). `long` is
+    `beeswarm_data` output."""
+    return ChartSpec("beeswarm", (), long)
+
+
+def _beeswarm() -> alt.LayerChart:
+    base = _base().encode(
+        x=alt.X("shap:Q", title=LOG_ODDS),
+        y=alt.Y("feature:N", sort=alt.EncodingSortField("order", order="ascending"),
+                title=None, axis=alt.Axis(labelLimit=260)),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
-        tooltip=tooltip)
+        tooltip=[alt.Tooltip("feature:N"), alt.Tooltip("value:N", title="feature value"),
+                 alt.Tooltip("shap:Q", title="log-odds", format="+.3f")])
     grey = base.transform_filter("!isValid(datum.value_norm)").mark_circle(
-        size=10, opacity=0.45, color="#9e9e9e")
+        size=12, opacity=0.6, color="#8c8c8c")
     coloured = base.transform_filter("isValid(datum.value_norm)").mark_circle(
-        size=10, opacity=0.6).encode(
+        size=12, opacity=0.8).encode(
         color=alt.Color("value_norm:Q", title="feature value (low → high)",
-                        scale=alt.Scale(domain=[0, 1], range=[LOWERS, "#d5d8dc", RAISES]),
-                        legend=alt.Legend(orient="top", labelExpr=(
-                            "datum.value == 0 ? 'low' : datum.value == 1 ? 'high' : ''"))))
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#999").encode(x="x:Q")
-    return (zero + grey + coloured).properties(height=row_height * max(len(features), 1))
+                        scale=alt.Scale(domain=[0, 1], range=_DIVERGING),
+                        legend=alt.Legend(orient="top", labelExpr=_LOW_HIGH.labelExpr)))
+    zero = _base().mark_rule(color="#999").encode(x=alt.datum(0))
+    return (zero + grey + coloured).properties(height=alt.Step(34))
+
+
+# --------------------------------------------------------------------------- dependence
 
 
 def dependence_chart(frame: pd.DataFrame, feature: str, color_by: str | None,
-                     categorical: bool, color_categorical: bool) -> alt.Chart:
+                     categorical: bool, color_categorical: bool) -> ChartSpec:
     """SHAP of `feature` against its value, coloured by `color_by`'s value. `frame` has
-    `value`, `shap` and, when colouring, `color`."""
-    vtype = "N" if categorical else "Q"
-    ctype = "N" if color_categorical else "Q"
-    x = (alt.X("value:N", title=feature, sort="ascending") if categorical
-         else alt.X("value:Q", title=feature, scale=alt.Scale(zero=False)))
-    enc: dict = {
-        "x": x, "y": alt.Y("shap:Q", title=f"SHAP of {feature} (log-odds)"),
+    `value`, `shap` and, when colouring, `color` (explainers' dependence_data). A numeric
+    colour is shown by rank, so skewed values (mostly 0, a few large) still spread out."""
+    df = frame.copy()
+    if color_by is not None and "color" in df.columns and not color_categorical:
+        df["color_rank"] = pd.to_numeric(df["color"], errors="coerce").rank(pct=True)
+    if categorical:  # deterministic jitter, so a redraw does not move the points
+        df["jitter"] = (np.arange(len(df)) * 0.6180339887) % 1.0 - 0.5
+    colour = color_by if color_by is not None and "color" in df.columns else None
+    return ChartSpec("dependence", (("categorical", categorical), ("color_by", colour),
+                                    ("color_categorical", color_categorical),
+                                    ("feature", feature)), df)
+
+
+def _dependence(feature: str, color_by: str | None, categorical: bool,
+                color_categorical: bool) -> alt.Chart:
+    vtype, ctype = ("N" if categorical else "Q"), ("N" if color_categorical else "Q")
+    enc: dict[str, Any] = {
+        "x": (alt.X("value:N", title=feature, sort="ascending") if categorical
+              else alt.X("value:Q", title=feature, scale=alt.Scale(zero=False))),
+        "y": alt.Y("shap:Q", title=f"SHAP of {feature} (log-odds)"),
         "tooltip": [alt.Tooltip(f"value:{vtype}", title=feature),
                     alt.Tooltip("shap:Q", title="log-odds", format="+.3f")]}
-    if color_by is not None and "color" in frame.columns:
+    if color_by is not None:
         enc["color"] = (alt.Color("color:N", title=color_by) if color_categorical else
-                        alt.Color("color:Q", title=f"{color_by} (quintiles)",
-                                  scale=alt.Scale(type="quantile", range=_QUINTILES)))
+                        alt.Color("color_rank:Q", title=f"{color_by} (low → high)",
+                                  scale=alt.Scale(domain=[0, 1], range=_DIVERGING),
+                                  legend=_LOW_HIGH))
         enc["tooltip"].append(alt.Tooltip(f"color:{ctype}", title=color_by))
-    df = frame
     if categorical:
-        # deterministic jitter from the row position, so a redraw does not move the points
-        df = frame.assign(jitter=(np.arange(len(frame)) * 0.6180339887) % 1.0 - 0.5)
         enc["xOffset"] = alt.XOffset("jitter:Q", scale=alt.Scale(domain=[-0.6, 0.6]))
-    return alt.Chart(_inline(df)).mark_circle(size=14, opacity=0.6).encode(**enc).properties(
-        height=360)
+    return _base().mark_circle(size=14, opacity=0.6).encode(**enc).properties(height=360)
 
 
-def timeline_chart(frame: pd.DataFrame) -> alt.LayerChart:
+# --------------------------------------------------------------------------- timeline
+
+
+def timeline_chart(frame: pd.DataFrame) -> ChartSpec:
     """An account's transactions over time: amount (USD, log scale), coloured by score; the
-    case itself ringed. `frame` has event_time, amount_usd, score, outcome, is_case."""
+    case itself ringed. `frame` has event_time, amount_usd, score, is_case and optionally
+    txn_type and outcome."""
     df = frame.copy()
+    df["event_time"] = pd.to_datetime(df["event_time"], utc=True)  # the warehouse keeps UTC
     df["amount_usd"] = df["amount_usd"].clip(lower=0.01)
     df["score_pct"] = df["score"].map(lambda s: "not scored" if pd.isna(s) else f"{s:.1%}")
+    for col in ("txn_type", "outcome"):
+        if col not in df.columns:
+            df[col] = ""
+    return ChartSpec("timeline", (), df)
+
+
+def _timeline() -> alt.LayerChart:
     tooltip = [alt.Tooltip("transaction_id:N", title="transaction"),
-               alt.Tooltip("event_time:T", title="time (UTC)", format="%Y-%m-%d %H:%M"),
+               alt.Tooltip("utcyearmonthdatehoursminutes(event_time):T", title="time (UTC)"),
                alt.Tooltip("amount_usd:Q", title="amount", format="$,.2f"),
-               alt.Tooltip("score_pct:N", title="score")]
-    tooltip += [alt.Tooltip(f"{c}:N") for c in ("txn_type", "outcome") if c in df.columns]
-    x = alt.X("event_time:T", title="Time (UTC)")
-    y = alt.Y("amount_usd:Q", title="Amount (USD)", scale=alt.Scale(type="log"),
-              axis=alt.Axis(format="$,.0f"))
-    base = alt.Chart(df).encode(x=x, y=y, tooltip=tooltip)
+               alt.Tooltip("score_pct:N", title="score"),
+               alt.Tooltip("txn_type:N", title="type"), alt.Tooltip("outcome:N")]
+    base = _base().encode(
+        x=alt.X("event_time:T", title="Time (UTC)", scale=alt.Scale(type="utc")),
+        y=alt.Y("amount_usd:Q", title="Amount (USD)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(format="$,.0f")),
+        tooltip=tooltip)
     points = base.mark_circle(size=80, opacity=0.85, stroke="#555", strokeWidth=0.5).encode(
-        color=alt.Color("score:Q", title="score", scale=_SCORE_SCALE,
+        color=alt.Color("score:Q", title="score", scale=alt.Scale(domain=[0, 1],
+                                                                  scheme="orangered"),
                         legend=alt.Legend(format=".0%")))
     ring = base.transform_filter("datum.is_case").mark_point(
         size=400, shape="circle", color="black", strokeWidth=2, filled=False)
@@ -207,15 +311,33 @@ def timeline_chart(frame: pd.DataFrame) -> alt.LayerChart:
     return (points + ring + label).properties(height=280)
 
 
-def label_coverage_chart(weekly: pd.DataFrame) -> alt.Chart:
+# --------------------------------------------------------------------------- label coverage
+
+
+def label_coverage_chart(weekly: pd.DataFrame) -> ChartSpec:
     """Share of each week's transactions with a known outcome. `weekly` has week,
     transactions, labelled, share."""
-    return alt.Chart(weekly).mark_bar(color=LOWERS).encode(
-        x=alt.X("week:T", title="Week starting (UTC)", axis=alt.Axis(format="%b %d")),
+    df = weekly.copy()
+    df["week_label"] = pd.to_datetime(df["week"]).dt.strftime("%d %b")
+    df["order"] = np.arange(len(df))
+    return ChartSpec("label_coverage", (), df)
+
+
+def _label_coverage() -> alt.Chart:
+    return _base().mark_bar(color=LOWERS).encode(
+        x=alt.X("week_label:O", title="Week starting (UTC)",
+                sort=alt.EncodingSortField("order", order="ascending"),
+                axis=alt.Axis(labelAngle=0)),
         y=alt.Y("share:Q", title="Labelled", axis=alt.Axis(format=".0%"),
                 scale=alt.Scale(domain=[0, 1])),
-        tooltip=[alt.Tooltip("week:T", title="week starting", format="%Y-%m-%d"),
+        tooltip=[alt.Tooltip("week_label:N", title="week starting"),
                  alt.Tooltip("transactions:Q", format=","),
                  alt.Tooltip("labelled:Q", format=","),
                  alt.Tooltip("share:Q", title="labelled", format=".1%")],
     ).properties(height=200)
+
+
+_TEMPLATES: dict[str, Callable[..., alt.TopLevelMixin]] = {
+    "waterfall": _waterfall, "importance": _importance, "beeswarm": _beeswarm,
+    "dependence": _dependence, "timeline": _timeline, "label_coverage": _label_coverage,
+}

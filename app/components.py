@@ -7,60 +7,41 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app import charts
+from app import charts, queries
 from app.auth import audit_event
-from app.cases import case_link
-from app.queries import ModelInfo
-from data_access.errors import AuditError
+from app.cases import case_link, clean_id
+from data_access.errors import AuditError, FraudLensError
 from data_access.exports import csv_bytes
 
 __all__ = [
     "PreparedExport",
     "audit_case_view",
     "audited_csv_download",
+    "case_finder",
     "case_url",
     "chart",
+    "for_display",
+    "list_config",
     "missing",
     "model_label",
     "model_picker",
+    "models_or_stop",
     "open_case",
     "paged_table",
     "pct",
-    "score_text",
-    "usd",
+    "warehouse_or_stop",
 ]
 
 
-_CHARTS = {
-    "waterfall": charts.waterfall_chart,
-    "timeline": charts.timeline_chart,
-    "importance": charts.importance_chart,
-    "beeswarm": charts.beeswarm_chart,
-    "dependence": charts.dependence_chart,
-    "label_coverage": charts.label_coverage_chart,
-}
-
-
-@st.cache_data(max_entries=256, show_spinner=False)
-def _spec(kind: str, frame: pd.DataFrame, options: tuple[tuple[str, Any], ...]) -> dict:
-    return _CHARTS[kind](frame, **dict(options)).to_dict(validate=False)
-
-
-def chart(kind: str, frame: pd.DataFrame, *, key: str | None = None, **options: Any) -> None:
-    """Draw one of `app.charts`' Altair charts for `frame`. Specs are cached by their data
-    (building one costs ~50 ms) and not re-validated on every run (tests validate them)."""
-    st.vega_lite_chart(_spec(kind, frame, tuple(sorted(options.items()))), key=key)
-
-
-def usd(amount: float | None) -> str:
-    if amount is None or (isinstance(amount, float) and math.isnan(amount)):
-        return "—"
-    return f"${amount:,.2f}"
+def chart(spec: charts.ChartSpec, *, key: str | None = None) -> None:
+    """Draw one of `app.charts`' charts (cached Vega-Lite template plus this run's rows)."""
+    st.vega_lite_chart(spec.rows, spec.template_dict(), key=key)
 
 
 def pct(share: float | None, digits: int = 1) -> str:
@@ -71,11 +52,6 @@ def pct(share: float | None, digits: int = 1) -> str:
     return f"{share:.{digits}%}"
 
 
-def score_text(score: float) -> str:
-    """A score as a probability both ways: `0.873 (87.3%)`."""
-    return f"{score:.3f} ({score:.1%})"
-
-
 def missing(message: str, command: str | None = None, *, kind: str = "info") -> None:
     """An empty state: what is missing, and the command that fixes it."""
     box = {"info": st.info, "warning": st.warning, "error": st.error}[kind]
@@ -84,11 +60,39 @@ def missing(message: str, command: str | None = None, *, kind: str = "info") -> 
         st.code(command, language="bash")
 
 
-def model_label(info: ModelInfo) -> str:
+def warehouse_or_stop() -> queries.WarehouseSummary:
+    """The warehouse summary, or an empty state naming the fix (and the page stops) when the
+    warehouse is missing, locked, not a FraudLens warehouse, or holds no transactions."""
+    try:
+        summary = queries.warehouse_summary()
+    except FraudLensError as exc:
+        missing(str(exc), "fraudlens demo", kind="error")
+        st.stop()
+        raise  # unreachable: st.stop() ends the run
+    if summary.transactions == 0:
+        missing("The warehouse holds no transactions yet.",
+                "fraudlens import transactions FILE --labels LABELS_FILE")
+        st.stop()
+    return summary
+
+
+def models_or_stop() -> list[queries.ModelInfo]:
+    """Registered models, or an empty state with the commands that register one."""
+    infos = queries.models()
+    if not infos:
+        missing("No model is registered in this workspace, so there are no scores to explain. "
+                "Build the demo, or register a model trained elsewhere and score with it:",
+                "fraudlens demo\nfraudlens models register FILE --name NAME --version 1 "
+                "--framework xgboost --schema schema.json\nfraudlens score --model NAME@1")
+        st.stop()
+    return infos
+
+
+def model_label(info: queries.ModelInfo) -> str:
     return f"{info.model_id} · {info.framework} · {info.stage}"
 
 
-def model_picker(models: Sequence[ModelInfo], *, key: str, label: str = "Model",
+def model_picker(models: Sequence[queries.ModelInfo], *, key: str, label: str = "Model",
                  default: str | None = None, help: str | None = None) -> str:
     """A selectbox of registered models; returns the chosen model id."""
     ids = [m.model_id for m in models]
@@ -98,6 +102,84 @@ def model_picker(models: Sequence[ModelInfo], *, key: str, label: str = "Model",
                         format_func=lambda m: labels.get(m, m))
 
 
+def list_config() -> dict:
+    """Column labels and formats for case lists (queue, account, similar cases)."""
+    return {"transaction_id": "transaction",
+            "event_time": st.column_config.DatetimeColumn("time (UTC)",
+                                                          format="YYYY-MM-DD HH:mm"),
+            "amount_usd": st.column_config.NumberColumn("amount (USD)", format="dollar"),
+            "score": st.column_config.NumberColumn("score", format="%.1f%%",
+                                                   help="Probability of fraud"),
+            "distance": st.column_config.NumberColumn(
+                "distance (log-odds)", format="%.2f",
+                help="Euclidean distance between the SHAP vectors"),
+            "txn_type": "type"}
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scores as percentages for `list_config`'s score column."""
+    return frame.assign(score=frame["score"] * 100) if "score" in frame.columns else frame
+
+
+@st.fragment
+def case_finder(model_id: str, countries: Sequence[str], first: date, last: date) -> None:
+    """Find a case by transaction id, account id or from the queue; opening one sets the
+    URL's query string (`open_case`)."""
+    by_id, by_account, by_queue = st.tabs(["Transaction id", "Account id", "Queue"])
+    with by_id, st.form("open_by_id", border=False):
+        typed = st.text_input("Transaction id", placeholder="e.g. T000000668", key="find_txn")
+        if st.form_submit_button("Open case", type="primary"):
+            found = clean_id(typed)
+            if found is None:
+                st.warning("Type a transaction id (letters, digits, _ . : -).")
+            else:
+                open_case(found, model_id)
+    with by_account:
+        account = clean_id(st.text_input("Account id", placeholder="e.g. A0000380",
+                                         key="find_account"))
+        if account:
+            rows = queries.account_cases(account, model_id)
+            if rows.empty:
+                st.info(f"No transactions for account {account}. Check the id.")
+            else:
+                _pick(rows, "account_rows", model_id)
+    with by_queue:
+        _queue(model_id, countries, first, last)
+
+
+def _queue(model_id: str, countries: Sequence[str], first: date, last: date) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    window = c1.date_input("Event dates (UTC)", (max(first, last - timedelta(days=13)), last),
+                           min_value=first, max_value=last, key="queue_dates")
+    band = c2.slider("Score band", 0.0, 1.0, (0.5, 1.0), 0.01, key="queue_band",
+                     help="Model score as a probability of fraud")
+    chosen = c3.multiselect("Country", list(countries), key="queue_countries")
+    low, high = c4.columns(2)
+    min_amount = low.number_input("Min amount ($)", min_value=0.0, value=None, step=100.0,
+                                  key="queue_min_amount")
+    max_amount = high.number_input("Max amount ($)", min_value=0.0, value=None, step=100.0,
+                                   key="queue_max_amount")
+    since, until = (window[0], window[-1]) if window else (None, None)
+    rows = queries.queue(model_id, since, until, band[0], band[1], tuple(chosen), min_amount,
+                         max_amount)
+    if model_id not in set(queries.scored_counts()["model_id"]):
+        missing(f"{model_id} has not scored any transaction yet.",
+                f"fraudlens score --model {model_id}")
+        return
+    if rows.empty:
+        st.info("No scored transactions match these filters. Widen the dates or score band.")
+        return
+    st.caption(f"Highest {model_id} scores first, at most 200 cases. Select a row to open it.")
+    _pick(rows, "queue_rows", model_id)
+
+
+def _pick(rows: pd.DataFrame, key: str, model_id: str) -> None:
+    picked = paged_table(for_display(rows), key=key, selectable=True,
+                         column_config=list_config())
+    if picked is not None:
+        open_case(str(picked["transaction_id"].iloc[0]), model_id)
+
+
 def paged_table(frame: pd.DataFrame, *, key: str, page_size: int = 25,
                 column_config: dict | None = None, selectable: bool = False,
                 ) -> pd.DataFrame | None:
@@ -105,8 +187,9 @@ def paged_table(frame: pd.DataFrame, *, key: str, page_size: int = 25,
     pages = max(1, math.ceil(len(frame) / page_size))
     page = 1
     if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
-                                   step=1, key=f"{key}_page"))
+        page = int(st.columns([1, 4])[0].number_input(
+            f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1,
+            key=f"{key}_page"))
     start = (page - 1) * page_size
     shown = frame.iloc[start:start + page_size]
     st.caption(f"Rows {start + 1 if len(frame) else 0}–{start + len(shown)} of {len(frame)}")

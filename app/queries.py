@@ -8,12 +8,13 @@ connection.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cases, charts
-from app.resources import load_model, manifests, reader
+from app.resources import load_model, manifests, reader, workspace
 from data_access import shap_store
 from data_access.schema import FeatureSchema
 from data_access.shap_store import Cohort
@@ -29,6 +30,8 @@ from data_access.warehouse import fetch_df, quote_ident
 from explainers.explanation import Explanation
 
 __all__ = [
+    "IMPORTANCE_MEASURES",
+    "ImportanceView",
     "ModelInfo",
     "ModelStatus",
     "WarehouseSummary",
@@ -43,6 +46,7 @@ __all__ = [
     "cohort_summary",
     "dependence_points",
     "gain_table",
+    "importance",
     "model_info",
     "model_statuses",
     "models",
@@ -61,6 +65,27 @@ __all__ = [
 ]
 
 _TTL = 120  # seconds: a new `fraudlens score/explain` shows up within two minutes
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
+    """`st.cache_data`, keyed by the workspace path as well as the arguments, so one process
+    never serves one workspace's results for another."""
+    def decorate(func: F) -> F:
+        def keyed(ws: str, *args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        # Streamlit keys a cache by module, qualified name and source: make each one distinct.
+        keyed.__module__ = func.__module__
+        keyed.__qualname__ = f"{func.__qualname__}.per_workspace"
+        cached = st.cache_data(show_spinner=False, **cache_options)(keyed)
+
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return cached(str(workspace().path), *args, **kwargs)
+
+        return cast("F", call)
+    return decorate
 
 
 def sample_seed() -> int:
@@ -129,7 +154,7 @@ class WarehouseSummary:
         return self.labelled / self.transactions if self.transactions else 0.0
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@_per_workspace(ttl=_TTL)
 def warehouse_summary() -> WarehouseSummary:
     with _cursor() as cur:
         n, accounts, first, last = cur.execute(
@@ -149,7 +174,7 @@ def _ts(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@_per_workspace(ttl=_TTL)
 def weekly_labels() -> pd.DataFrame:
     """Per week (Monday, UTC): transactions, labelled, fraud, share labelled."""
     with _cursor() as cur:
@@ -163,7 +188,7 @@ def weekly_labels() -> pd.DataFrame:
     return df
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@_per_workspace(ttl=_TTL)
 def scored_counts() -> pd.DataFrame:
     """Per model: transactions scored, flagged inputs, last scoring time."""
     with _cursor() as cur:
@@ -172,7 +197,7 @@ def scored_counts() -> pd.DataFrame:
                              "max(scored_at) AS last_scored FROM scores GROUP BY 1")
 
 
-@st.cache_data(ttl=_TTL, show_spinner=False)
+@_per_workspace(ttl=_TTL)
 def shap_coverage() -> pd.DataFrame:
     """Per model with a SHAP table: rows stored against rows scored."""
     with _cursor() as cur:
@@ -214,7 +239,7 @@ def model_statuses(infos: list[ModelInfo], scored: pd.DataFrame,
 # --------------------------------------------------------------------------- cases
 
 
-@st.cache_data(ttl=60, max_entries=64, show_spinner=False)
+@_per_workspace(ttl=60, max_entries=64)
 def queue(model_id: str, since: date | None, until: date | None, min_score: float,
           max_score: float, countries: tuple[str, ...], min_amount: float | None,
           max_amount: float | None, limit: int = 200) -> pd.DataFrame:
@@ -237,19 +262,19 @@ def account_cases(account_id: str, model_id: str) -> pd.DataFrame:
         return cases.account_transactions(cur, account_id, model_id)
 
 
-@st.cache_data(ttl=60, max_entries=256, show_spinner=False)
+@_per_workspace(ttl=60, max_entries=256)
 def case_scores(transaction_id: str) -> pd.DataFrame:
     with _cursor() as cur:
         return cases.case_scores(cur, transaction_id)
 
 
-@st.cache_data(ttl=60, max_entries=256, show_spinner=False)
+@_per_workspace(ttl=60, max_entries=256)
 def timeline(transaction_id: str, model_id: str) -> pd.DataFrame:
     with _cursor() as cur:
         return cases.account_timeline(cur, transaction_id, model_id)
 
 
-@st.cache_data(ttl=60, max_entries=256, show_spinner=False)
+@_per_workspace(ttl=60, max_entries=256)
 def case_summaries(transaction_ids: tuple[str, ...], model_id: str) -> pd.DataFrame:
     with _cursor() as cur:
         return cases.case_summaries(cur, list(transaction_ids), model_id)
@@ -266,17 +291,28 @@ def similar_cases(case: cases.CaseExplanation, k: int = 5) -> pd.DataFrame | Non
         return near
     details = case_summaries(tuple(near["transaction_id"]), case.model_id).drop(
         columns=["outcome"])
-    return near.merge(details, on="transaction_id", how="left")
+    out = near.merge(details, on="transaction_id", how="left")
+    first = ["transaction_id", "outcome", "distance", "score", cases.AMOUNT_COLUMN, "txn_type"]
+    return out[[c for c in first if c in out.columns]
+               + [c for c in out.columns if c not in first]]
 
 
 def case_explanation(model_id: str, row: pd.DataFrame) -> cases.CaseExplanation:
     """The case's SHAP from the store (one targeted query), else computed on demand."""
+    return _case_explanation(model_id, str(row["transaction_id"].iloc[0]), row)
+
+
+@_per_workspace(ttl=60, max_entries=256)
+def _case_explanation(model_id: str, transaction_id: str,
+                      _row: pd.DataFrame) -> cases.CaseExplanation:
+    # keyed by model and transaction only (`_row` is not hashed); the result holds the
+    # model's feature values and SHAP, none of the row's PII columns
     model = load_model(model_id)
     with _cursor() as cur:
-        return cases.case_explanation(cur, model, row)
+        return cases.case_explanation(cur, model, _row)
 
 
-@st.cache_data(ttl=_TTL, max_entries=4, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=4)
 def neighbour_pool(model_id: str, size: int = 20_000) -> cases.NeighbourPool | None:
     with _cursor() as cur:
         return cases.neighbour_pool(cur, model_id, size=size, seed=sample_seed())
@@ -298,7 +334,7 @@ def cohort_of(since: date | None = None, until: date | None = None, min_score: f
                   segment_value=str(segment_value) if has_segment else None)
 
 
-@st.cache_data(ttl=_TTL, max_entries=64, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=64)
 def cohort_summary(model_id: str, cohort: Cohort) -> pd.DataFrame:
     """`shap_store.summary` for the cohort: exactly what `fraudlens export shap-summary`
     writes (feature, mean_abs_shap, mean_shap, rank, model, cohort, row_count)."""
@@ -308,7 +344,7 @@ def cohort_summary(model_id: str, cohort: Cohort) -> pd.DataFrame:
         return shap_store.summary(cur, model_id, cohort, segments)
 
 
-@st.cache_data(ttl=_TTL, max_entries=16, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=16)
 def gain_table(model_id: str) -> pd.DataFrame:
     from explainers.importance import gain_importance
 
@@ -328,7 +364,7 @@ def _labelled_sample(cur: duckdb.DuckDBPyConnection, model_id: str, schema: Feat
         [model_id, *params, str(seed), int(limit)])
 
 
-@st.cache_data(ttl=_TTL, max_entries=32, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=32)
 def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
                       n_repeats: int = 3) -> tuple[pd.DataFrame, int, float] | None:
     """ROC AUC drop per shuffled feature on a seeded sample of the cohort's labelled rows:
@@ -346,6 +382,49 @@ def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
     return result.table, result.n_rows, result.baseline_auc
 
 
+IMPORTANCE_MEASURES = ("Mean |SHAP| (this cohort)", "Gain (the model's own)",
+                       "Permutation (ROC AUC drop)")
+
+
+@dataclass(frozen=True)
+class ImportanceView:
+    """One importance measure ready to draw: the table (None when it cannot be computed),
+    its value column, axis title, and a note saying what it measures."""
+
+    table: pd.DataFrame | None
+    value: str
+    title: str
+    note: str
+
+
+def importance(model_id: str, cohort: Cohort, measure: str) -> ImportanceView:
+    """Mean |SHAP| over the cohort (the SHAP store), the model's gain (training), or the
+    ROC AUC lost when shuffling each feature (a labelled sample of the cohort)."""
+    info = model_info(model_id)
+    meanings = {f.name: f.description for f in info.schema.features} if info else {}
+    if measure == IMPORTANCE_MEASURES[1]:
+        view = ImportanceView(gain_table(model_id), "gain", "Share of total gain",
+                              "How much each feature's splits improved the model in training; "
+                              "it does not depend on the cohort.")
+    elif measure == IMPORTANCE_MEASURES[2]:
+        result = permutation_table(model_id, cohort)
+        if result is None:
+            return ImportanceView(None, "auc_drop", "", "Permutation importance needs both "
+                                  "fraud and legit labels in the cohort; this cohort has only "
+                                  "one kind, or no labels yet.")
+        table, n, auc = result
+        view = ImportanceView(table, "auc_drop", "ROC AUC lost when shuffled",
+                              f"Seeded sample of {n:,} labelled cohort transactions, baseline "
+                              f"ROC AUC {auc:.3f} (the sample may include training rows), "
+                              "3 shuffles per feature.")
+    else:
+        view = ImportanceView(cohort_summary(model_id, cohort), "mean_abs_shap",
+                              "Mean |SHAP| (log-odds)",
+                              "Average size of each feature's contribution over the cohort.")
+    table = view.table.assign(description=view.table["feature"].map(meanings))
+    return ImportanceView(table, view.value, view.title, view.note)
+
+
 def _feature_rows(cur: duckdb.DuckDBPyConnection, schema: FeatureSchema,
                   ids: list[str]) -> pd.DataFrame:
     cols = ", ".join(quote_ident(n) for n in schema.names)
@@ -353,7 +432,7 @@ def _feature_rows(cur: duckdb.DuckDBPyConnection, schema: FeatureSchema,
                          "WHERE transaction_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
 
 
-@st.cache_data(ttl=_TTL, max_entries=16, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=16)
 def beeswarm_sample(model_id: str, cohort: Cohort, rows: int) -> tuple[pd.DataFrame,
                                                                       pd.DataFrame]:
     """A seeded sample of at most `rows` stored SHAP rows of the cohort and the feature
@@ -385,7 +464,7 @@ def cohort_explanation(model_id: str, cohort: Cohort, rows: int) -> Explanation 
                        row_ids=shap["transaction_id"].to_numpy(dtype=object))
 
 
-@st.cache_data(ttl=_TTL, max_entries=16, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=16)
 def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> pd.DataFrame:
     """Beeswarm rows (app.charts.beeswarm_data) for the cohort's `top` features by mean
     |SHAP| on a seeded sample of at most `rows` transactions."""
@@ -399,11 +478,11 @@ def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> 
     return charts.beeswarm_data(shap, feats, schema, features, seed=sample_seed())
 
 
-INTERACTION_ROWS = 200
-INTERACTION_TOP_K = 5
+INTERACTION_ROWS = 150
+INTERACTION_TOP_K = 4
 
 
-@st.cache_data(ttl=3600, max_entries=16, show_spinner=False)
+@_per_workspace(ttl=3600, max_entries=16)
 def strongest_partners(model_id: str, cohort: Cohort, rows: int) -> pd.DataFrame | None:
     """Each of the top features' strongest interacting partner: SHAP interaction values
     (explainers.interactions) on a seeded sample of INTERACTION_ROWS cohort transactions, for
@@ -418,7 +497,7 @@ def strongest_partners(model_id: str, cohort: Cohort, rows: int) -> pd.DataFrame
     return strongest_interaction(matrix)
 
 
-@st.cache_data(ttl=_TTL, max_entries=32, show_spinner=False)
+@_per_workspace(ttl=_TTL, max_entries=32)
 def dependence_points(model_id: str, cohort: Cohort, rows: int, feature: str,
                       color_by: str | None) -> pd.DataFrame | None:
     """Dependence-plot points (explainers.interactions.dependence_data) on the sample."""

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app import components, queries
+from app import charts, components, queries
 from app.auth import can, require
 
 principal = require("patterns", "Global Patterns")
@@ -12,10 +12,8 @@ st.title("Global Patterns")
 st.caption("Which features drive the model's scores across a cohort, and how. Contributions "
            "are SHAP values in log-odds: positive pushes towards fraud, negative towards legit.")
 
-infos = queries.models()
-if not infos:
-    components.missing("No model is registered.", "fraudlens demo")
-    st.stop()
+summary = components.warehouse_or_stop()
+infos = components.models_or_stop()
 model_id = components.model_picker(infos, key="patterns_model")
 schema = queries.model_info(model_id).schema
 stored = queries.shap_coverage().query("model_id == @model_id")
@@ -25,7 +23,6 @@ if stored.empty or int(stored["stored"].iloc[0]) == 0:
                        "on large warehouses):", f"fraudlens explain --model {model_id}")
     st.stop()
 
-summary = queries.warehouse_summary()
 first, last = summary.first_event.date(), summary.last_event.date()
 c1, c2, c3, c4 = st.columns(4)
 window = c1.date_input("Event dates (UTC)", (first, last), min_value=first, max_value=last,
@@ -45,7 +42,10 @@ if rows == 0:
     st.info("No transaction with stored SHAP values falls in this cohort. Widen the dates or "
             "the score band, or choose another segment value.")
     st.stop()
-st.caption(f"Cohort: {cohort.describe()} · {rows:,} transactions with stored SHAP values.")
+st.caption(f"**{rows:,}** transactions with stored SHAP values"
+           + (f" · {since:%d %b} – {until:%d %b %Y} (UTC)" if since and until else "")
+           + f" · score {band[0]:.0%}–{band[1]:.0%}"
+           + (f" · {segment} = {segment_value}" if segment else ""))
 ranked = [f for f in table["feature"] if f in schema.names]
 descriptions = {f.name: f.description for f in schema.features}
 
@@ -53,28 +53,14 @@ descriptions = {f.name: f.description for f in schema.features}
 @st.fragment
 def importance() -> None:
     st.subheader("Feature importance")
-    kind = st.radio("Measure", ["Mean |SHAP| (this cohort)", "Gain (the model's own)",
-                                "Permutation (ROC AUC drop)"], horizontal=True, key="imp_kind")
-    if kind.startswith("Mean"):
-        frame, value, title = table, "mean_abs_shap", "Mean |SHAP| (log-odds)"
-        st.caption("Average size of each feature's contribution over the cohort.")
-    elif kind.startswith("Gain"):
-        frame, value, title = queries.gain_table(model_id), "gain", "Share of total gain"
-        st.caption("How much each feature's splits improved the model in training; it does "
-                   "not depend on the cohort.")
-    else:
-        with st.spinner("Shuffling each feature on a labelled sample…"):
-            result = queries.permutation_table(model_id, cohort)
-        if result is None:
-            st.info("Permutation importance needs both fraud and legit labels in the cohort; "
-                    "this cohort has only one kind (or no labels yet).")
-            return
-        frame, n, auc = result
-        value, title = "auc_drop", "ROC AUC lost when shuffled"
-        st.caption(f"Seeded sample of {n:,} labelled cohort transactions, baseline ROC AUC "
-                   f"{auc:.3f}, 3 shuffles per feature.")
-    frame = frame.assign(description=frame["feature"].map(descriptions))
-    components.chart("importance", frame, value=value, title=title, key="imp_chart")
+    measure = st.radio("Measure", queries.IMPORTANCE_MEASURES, horizontal=True, key="imp_kind")
+    with st.spinner("Computing…"):
+        view = queries.importance(model_id, cohort, measure)
+    if view.table is None:
+        st.info(view.note)
+        return
+    st.caption(view.note)
+    components.chart(charts.importance_chart(view.table, view.value, view.title), key="imp_chart")
 
 
 @st.fragment
@@ -86,7 +72,7 @@ def beeswarm() -> None:
                "features. Each dot is a transaction; colour is the feature's value from low "
                "(blue) to high (red) within the sample; grey dots are categories or missing "
                "values (hover to see them).")
-    components.chart("beeswarm", points, key="bee_chart")
+    components.chart(charts.beeswarm_chart(points), key="bee_chart")
 
 
 @st.fragment
@@ -96,8 +82,8 @@ def dependence() -> None:
                            format_func=lambda f: f"{f} — {descriptions.get(f, '')}")
     partner = next(f for f in ranked if f != feature)
     why = "the most important other feature"
-    if st.toggle("Colour by the strongest interacting feature (computes SHAP interaction "
-                 f"values on {queries.INTERACTION_ROWS} transactions; takes seconds)",
+    if st.toggle("Colour by the strongest interacting feature (SHAP interaction values on "
+                 f"{queries.INTERACTION_ROWS} transactions: seconds, longer for CatBoost)",
                  key="dep_interactions"):
         with st.spinner("Computing SHAP interaction values…"):
             partners = queries.strongest_partners(model_id, cohort, 1000)
@@ -111,9 +97,9 @@ def dependence() -> None:
     points = queries.dependence_points(model_id, cohort, 1000, feature, partner)
     st.caption(f"SHAP of {feature} against its value for 1,000 sampled transactions; colour "
                f"is {partner}, {why}.")
-    components.chart("dependence", points, feature=feature, color_by=partner,
-                     categorical=schema.feature(feature).is_categorical,
-                     color_categorical=schema.feature(partner).is_categorical, key="dep_chart")
+    components.chart(charts.dependence_chart(
+        points, feature, partner, categorical=schema.feature(feature).is_categorical,
+        color_categorical=schema.feature(partner).is_categorical), key="dep_chart")
 
 
 importance()

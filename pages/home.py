@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import components, queries
+from app import charts, components, queries
 from app.auth import require
 from data_access.errors import FraudLensError
 
@@ -23,13 +23,14 @@ if summary.transactions == 0:
     components.missing("The warehouse holds no transactions yet.",
                        "fraudlens import transactions FILE --labels LABELS_FILE")
 else:
-    a, b, c, d = st.columns(4)
+    a, b, c, d = st.columns([1, 1.5, 1, 1])
     a.metric("Transactions", f"{summary.transactions:,}",
              help=f"{summary.accounts:,} accounts")
     days = (summary.last_event - summary.first_event).days + 1
-    b.metric("Time window (UTC)",
-             f"{summary.first_event:%d %b} – {summary.last_event:%d %b %Y}",
-             help=f"{days} days of event time")
+    b.metric(f"Time window {summary.last_event:%Y} (UTC, {days} days)",
+             f"{summary.first_event:%d %b} – {summary.last_event:%d %b}",
+             help=f"Event times from {summary.first_event:%Y-%m-%d %H:%M} to "
+                  f"{summary.last_event:%Y-%m-%d %H:%M} UTC")
     c.metric("Outcome known (labelled)", components.pct(summary.label_share),
              help=f"{summary.labelled:,} transactions have a fraud/legit label")
     d.metric("Fraud among labelled",
@@ -68,9 +69,9 @@ else:
         st.markdown("**What to run next**")
         for s in todo:
             what = ("is registered but has scored nothing" if s.scored == 0 else
-                    f"has SHAP values for {s.stored:,} of {s.scored:,} scored transactions; "
-                    "Case Explorer computes the rest on demand and Global Patterns only covers "
-                    "stored rows")
+                    f"has SHAP values stored for {s.stored:,} of its {s.scored:,} scored "
+                    "transactions. Case Explorer computes missing ones on demand; Global "
+                    "Patterns covers stored ones only")
             components.missing(f"{s.info.model_id} {what}.", s.next_command)
     else:
         st.success("Every model has scored every transaction and has its SHAP values stored.",
@@ -80,4 +81,4 @@ if summary.transactions:
     st.subheader("Label coverage per week")
     st.caption("Share of each week's transactions whose outcome is known. Chargebacks arrive "
                "weeks after the event, so recent weeks are only partly labelled.")
-    components.chart("label_coverage", queries.weekly_labels())
+    components.chart(charts.label_coverage_chart(queries.weekly_labels()))

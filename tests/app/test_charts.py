@@ -30,22 +30,31 @@ def _layers(spec: dict) -> list[dict]:
     return spec.get("layer", [spec])
 
 
+def _rows(spec: dict) -> list[dict]:
+    return spec["data"]["values"]
+
+
 def test_waterfall_is_valid_vega_lite_in_log_odds_with_the_probability_at_the_end():
     spec = charts.waterfall_chart(_steps()).to_dict()  # validates against the schema
     bars = next(layer for layer in _layers(spec) if layer["mark"]["type"] == "bar")
     assert "log-odds" in bars["encoding"]["x"]["title"]
-    assert bars["encoding"]["y"]["sort"] == [
+    assert bars["encoding"]["y"]["sort"] == {"field": "order", "order": "ascending"}
+    rows = sorted(_rows(spec), key=lambda r: r["order"])
+    assert [r["label"] for r in rows] == [
         "Base value (average case)", "amount_usd = $1,234.50", "txn_count_1h = 7",
         "1 other feature", "Model score"]
-    rows = next(rows for rows in spec["datasets"].values() if "text" in rows[0])
-    texts = [row["text"] for row in rows]
-    assert texts[-1] == "-1.60 → 16.8%"  # margin -4 + 2 + 0.7 - 0.3; sigmoid(-1.6) = 0.168
+    assert rows[-1]["text"] == "-1.60 → 16.8%"  # margin -4 + 2 + 0.7 - 0.3 = -1.6
+    assert charts.waterfall_chart(_steps()).to_dict(validate=False) == spec
+    template = charts.waterfall_chart(_steps()).template_dict()
+    assert "data" not in template and "datasets" not in template  # rows are the only data
 
 
 def test_importance_bars_put_the_largest_first():
     frame = pd.DataFrame({"feature": ["a", "b", "c"], "mean_abs_shap": [0.1, 0.5, 0.3]})
     spec = charts.importance_chart(frame, "mean_abs_shap", "Mean |SHAP| (log-odds)").to_dict()
-    assert spec["encoding"]["y"]["sort"] == ["b", "c", "a"]
+    assert [r["feature"] for r in sorted(_rows(spec), key=lambda r: r["order"])] == [
+        "b", "c", "a"]
+    assert spec["encoding"]["x"]["title"] == "Mean |SHAP| (log-odds)"
 
 
 def test_beeswarm_data_normalises_numbers_and_leaves_categories_uncoloured():
@@ -80,6 +89,7 @@ def test_dependence_and_timeline_and_coverage_charts_validate():
     spec = charts.timeline_chart(tl).to_dict()
     y = spec["layer"][0]["encoding"]["y"]
     assert y["title"] == "Amount (USD)" and y["axis"]["format"] == "$,.0f"
+    assert _rows(spec)[0]["event_time"].endswith("+00:00")  # UTC instants, shown as UTC
     weekly = pd.DataFrame({"week": pd.to_datetime(["2026-10-05"]), "transactions": [10],
                            "labelled": [4], "share": [0.4]})
     charts.label_coverage_chart(weekly).to_dict()

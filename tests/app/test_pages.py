@@ -86,9 +86,10 @@ def _charts(at: AppTest) -> list:
 
 
 def _chart_rows(element, column: str) -> pd.DataFrame:
-    """The chart's dataset holding `column` (Altair moves data into named datasets)."""
-    for ds in element.proto.datasets:
-        frame = pa.ipc.open_stream(ds.data.data).read_all().to_pandas()
+    """The chart's rows holding `column` (sent as Arrow beside the spec)."""
+    tables = [element.proto.data.data] + [ds.data.data for ds in element.proto.datasets]
+    for data in filter(None, tables):
+        frame = pa.ipc.open_stream(data).read_all().to_pandas()
         if column in frame.columns:
             return frame
     spec = json.loads(element.proto.spec)
@@ -100,8 +101,7 @@ def _chart_rows(element, column: str) -> pd.DataFrame:
 
 
 def _waterfall(at: AppTest) -> pd.DataFrame:
-    return next(_chart_rows(c, "kind") for c in _charts(at)
-                if '"Model score"' in c.proto.spec)
+    return next(_chart_rows(c, "kind") for c in _charts(at) if '"x2"' in c.proto.spec)
 
 
 def _engine_top_feature(workspace: Path, transaction_id: str) -> str:
@@ -231,3 +231,36 @@ def test_no_download_when_the_export_cannot_be_audited(app_env: Path,
     at.run()
     assert not at.download_button
     assert any("Export refused" in e.value for e in at.error)
+
+
+def test_without_a_shap_store_pages_name_the_explain_command(
+        workspace_copy: Path, monkeypatch: pytest.MonkeyPatch, case_id: str):
+    writer = Workspace.at(workspace_copy).writer()
+    for table, in writer.execute("SELECT table_name FROM shap_tables").fetchall():
+        writer.execute(f'DROP TABLE "{table}"')
+    writer.execute("DELETE FROM shap_tables")
+    writer.close()
+    monkeypatch.setenv("FRAUDLENS_TESTING", "1")
+    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
+
+    patterns = _open("pages/global_patterns.py")
+    assert not patterns.exception
+    assert any(c.value.startswith("fraudlens explain --model ") for c in patterns.code)
+    case = _open("pages/case_explorer.py", txn=case_id, model=XGB)
+    assert not case.exception
+    assert any("computed on demand" in c.value for c in case.caption)
+    assert any(c.value == f"fraudlens explain --model {XGB}" for c in case.code)
+    steps = _waterfall(case)
+    first = steps[steps["kind"] == "feature"].sort_values("order").iloc[0]
+    assert first["feature"] == _engine_top_feature(workspace_copy, case_id)
+
+
+def test_missing_warehouse_says_how_to_build_one(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRAUDLENS_TESTING", "1")
+    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(tmp_path / "nothing-here"))
+    for page in PAGES:
+        at = _open(page)
+        assert not at.exception
+        assert any("No warehouse" in e.value for e in at.error)
+        assert any(c.value == "fraudlens demo" for c in at.code)
