@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from app.commands import compare as compare_command
+from app.commands import patterns as patterns_command
 from app.commands.registry import add_parsers as add_registry_parsers
 from data_access.errors import FraudLensError, ValidationError
 
@@ -232,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--out", required=True)
         x.set_defaults(func=cmd_export, what=what)
     compare_command.add_parser(sub)
+    patterns_command.add_parser(sub)
     return p
 
 

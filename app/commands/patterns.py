@@ -1,0 +1,135 @@
+"""`fraudlens patterns`: mine a window's findings for a model and export them for the review.
+
+    fraudlens patterns --model N[@V] --since D --until D --out findings.csv
+                       [--members-out M.csv] [--pack-out review.html] [--seed S]
+                       [--threshold P]
+
+`--until` is the first day left out (UTC). Every file is recorded as an `export` in the
+workspace's audit trail before it appears (actor: $USER, else "cli"); if the record cannot be
+stored, the file is not published. The findings are then kept in the journal, where the
+Pattern Review page shows them and their annotations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from data_access.errors import ValidationError
+
+ROLE = "cli"
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability between 0 and 1")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `patterns` to the top-level `fraudlens` subparsers."""
+    p = subparsers.add_parser(
+        "patterns", help="mine a window's pattern findings; write findings CSV and review pack")
+    p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    p.add_argument("--since", type=_date, required=True, help="first event day (UTC)")
+    p.add_argument("--until", type=_date, required=True,
+                   help="first event day left out (UTC)")
+    p.add_argument("--out", required=True, help="findings CSV to write (.csv)")
+    p.add_argument("--members-out", help="CSV of transaction_id, finding_id (.csv)")
+    p.add_argument("--pack-out", help="self-contained HTML review pack (.html)")
+    p.add_argument("--seed", type=int, default=7, help="seed for clustering and samples")
+    p.add_argument("--threshold", type=_probability,
+                   help="score at or above which a case counts as flagged (default: the "
+                        "manifest's `threshold`, else 0.5)")
+    p.set_defaults(func=handler)
+
+
+def _checked(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise ValidationError(f"{path}: the {what} must be named *{suffixes[0]}")
+    if not p.parent.resolve().is_dir():
+        raise ValidationError(f"{p.parent}: no such folder")
+    return p
+
+
+def _say(message: str) -> None:
+    print(f"patterns: {message}", file=sys.stderr, flush=True)
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Mine, export (audited) and keep the findings; returns the exit status."""
+    from app import patterns
+    from data_access import findings as store
+    from data_access.audit import AuditLog
+    from data_access.warehouse import open_journal
+    from data_access.workspace import Workspace
+
+    out = _checked(args.out, (".csv",), "findings file")
+    members_out = _checked(args.members_out, (".csv",), "members file")
+    pack_out = _checked(args.pack_out, (".html", ".htm"), "review pack")
+    window = patterns.Window(args.since, args.until)
+    ws = Workspace.at(args.workspace)
+    manifest = ws.registry.resolve(args.model)
+    threshold = (args.threshold if args.threshold is not None
+                 else patterns.model_threshold(manifest.extra))
+    _say(f"loading {manifest.key}")
+    model = ws.registry.load(manifest)
+    con = ws.reader()
+    try:
+        result = patterns.mine(con, model, window, seed=args.seed, threshold=threshold,
+                               progress=_say)
+    finally:
+        con.close()
+
+    actor = os.environ.get("USER") or "cli"
+    journal = open_journal(ws.path)
+    try:
+        audit = AuditLog(journal)
+        details = {"model": manifest.key, "since": window.since.isoformat(),
+                   "until": window.until.isoformat(), "seed": args.seed, "threshold": threshold}
+
+        def record(what: str, written: Any, rows: int | None) -> None:
+            audit.append(actor, ROLE, "export", written.path, "ok",
+                         {**details, "what": what, "sha256": written.sha256, "rows": rows,
+                          "bytes": written.bytes})
+
+        ids = result.findings["finding_id"].tolist()
+        annotations = store.latest_annotations(journal, ids)
+        written = patterns.write_exports(
+            result, str(out), members_out=str(members_out) if members_out else None,
+            pack_out=str(pack_out) if pack_out else None, annotations=annotations,
+            audit=record)
+        store.store_findings(journal, manifest.key, window.since, window.until,
+                             result.findings, result.members, actor)
+    finally:
+        journal.close()
+    current = result.findings[result.findings["change"] != "gone"]
+    print(f"{len(current)} findings for {manifest.key}, {window.text()} "
+          f"(threshold {threshold:g}, seed {args.seed}); "
+          f"{int((result.findings['change'] == 'gone').sum())} gone since the week before")
+    for row in current.head(10).itertuples(index=False):
+        print(f"  #{row.rank} {row.finding_id} {row.population:<7} {row.change:<9} "
+              f"{row.cases:>5} cases  ${row.amount_at_risk_usd:>12,.2f}  {row.rule}")
+    for result_file in (written.findings, written.members, written.pack):
+        if result_file is not None:
+            print(f"wrote {result_file.path} ({result_file.bytes:,} bytes, "
+                  f"sha256 {result_file.sha256[:12]}…)")
+    return 0
