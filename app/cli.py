@@ -43,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import build_demo
 
     build_demo(args.workspace or "workspace", rows=args.rows, seed=args.seed,
-               explain=not args.no_explain)
+               explain=not args.no_explain, explain_sample=args.explain_sample or None)
     return 0
 
 
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=100_000)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--no-explain", action="store_true", help="skip filling the SHAP store")
+    d.add_argument("--explain-sample", type=int, default=30_000,
+                   help="seeded rows per model to store SHAP values for (0 = every row; "
+                        "default 30000); other cases are explained on demand")
     d.set_defaults(func=cmd_demo)
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(

@@ -37,8 +37,12 @@ def labelled_frame(world: demo_world.World) -> pd.DataFrame:
     return frame[frame["event_time"] < mature_before]
 
 
+DEMO_EXPLAIN_SAMPLE = 30_000  # seeded rows per model in the SHAP store; the rest on demand
+
+
 def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: int = 7,
-               explain: bool = True) -> Workspace:
+               explain: bool = True, explain_sample: int | None = DEMO_EXPLAIN_SAMPLE
+               ) -> Workspace:
     target = Path(workspace)
     if (target / "warehouse.duckdb").exists():
         raise FraudLensError(f"{target} already holds a warehouse; choose another --workspace "
@@ -80,7 +84,8 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
                 n = score_transactions(con, model)
                 _say(f"scored {n:,} rows with {model.key}", t0)
                 if explain:
-                    n = fill_store(con, model)
+                    sample = explain_sample if explain_sample and explain_sample < rows else None
+                    n = fill_store(con, model, sample=sample, seed=seed)
                     _say(f"stored SHAP values for {n:,} rows of {model.key}", t0)
             run_sql(con, "CHECKPOINT")
         finally:

@@ -77,7 +77,7 @@ def train_xgboost(split: Split, schema: FeatureSchema, seed: int) -> TrainedMode
 def train_catboost(split: Split, schema: FeatureSchema, seed: int) -> TrainedModel:
     from catboost import CatBoostClassifier, Pool
 
-    params = {"iterations": 250, "depth": 6, "learning_rate": 0.1, "random_seed": seed,
+    params = {"iterations": 200, "depth": 6, "learning_rate": 0.12, "random_seed": seed,
               "thread_count": 2, "verbose": 0, "allow_writing_files": False,
               "loss_function": "Logloss"}
     xt = catboost_frame(schema.model_input(split.train).frame, schema)
