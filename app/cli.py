@@ -10,22 +10,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
 from app.commands import compare as compare_command
 from app.commands import patterns as patterns_command
+from app.commands.common import iso_date
 from app.commands.registry import add_parsers as add_registry_parsers
 from data_access.errors import FraudLensError, ValidationError
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _read_table(path: str) -> pd.DataFrame:
@@ -220,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="fill the SHAP store for a model")
     e.add_argument("--model", required=True, help="NAME or NAME@VERSION")
-    e.add_argument("--since", type=_date)
-    e.add_argument("--until", type=_date)
+    e.add_argument("--since", type=iso_date)
+    e.add_argument("--until", type=iso_date)
     e.add_argument("--sample", type=int)
     e.add_argument("--seed", type=int, default=7)
     e.set_defaults(func=cmd_explain)
@@ -231,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     for what in ("shap-values", "shap-summary"):
         x = ex.add_parser(what)
         x.add_argument("--model", required=True)
-        x.add_argument("--since", type=_date)
-        x.add_argument("--until", type=_date)
+        x.add_argument("--since", type=iso_date)
+        x.add_argument("--until", type=iso_date)
         x.add_argument("--out", required=True)
         x.set_defaults(func=cmd_export, what=what)
     compare_command.add_parser(sub)

@@ -6,14 +6,9 @@ and `fraudlens compare` both call `build_report`.
 
 from __future__ import annotations
 
-import html
-import importlib.util
-import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +19,9 @@ import pandas as pd
 
 from app.cases import AMOUNT_COLUMN, case_explanation, transaction_row, waterfall_steps
 from app.charts import waterfall_chart
+from app.html_report import Chart, Columns, Html, Note, Section, render_html
 from data_access import shap_store
-from data_access.errors import ExportError, FraudLensError, ValidationError
+from data_access.errors import FraudLensError, ValidationError
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort
@@ -791,180 +787,80 @@ def disagreement_view(pair: PairComparison) -> pd.DataFrame:
 # --------------------------------------------------------------------------- HTML report
 
 
-@lru_cache(maxsize=1)
-def _vega_modules() -> tuple[str, dict[str, str]]:
-    """vega-embed (with vega and vega-lite) as the ES-module chunks Streamlit ships: the entry
-    chunk's name and every chunk it imports, by file name."""
-    spec = importlib.util.find_spec("streamlit")  # located, not imported
-    origin = spec.origin if spec is not None else None
-    root = Path(origin or ".").parent / "static" / "static" / "js"
-    loaders = sorted(root.glob("loadVegaEmbed.*.js"))
-    found = re.search(r"import\(`\./(embed\.[^`]+\.js)`\)", loaders[0].read_text()) \
-        if loaders else None
-    if found is None:
-        raise ExportError("Cannot find vega-embed in the installed Streamlit, so the report "
-                          "cannot embed its charts; reinstall with `pip install -e .`")
-    modules: dict[str, str] = {}
-    todo = [found.group(1)]
-    while todo:
-        name = todo.pop()
-        if name in modules:
-            continue
-        modules[name] = (root / name).read_text(encoding="utf-8")
-        todo.extend(_IMPORT.findall(modules[name]))
-    return found.group(1), modules
-
-
-_IMPORT = re.compile(r"""(?:from|import)\s*["']\./([^"']+\.js)["']""")
-# Turns each chunk into a blob: module whose relative imports point at its dependencies'
-# blob: URLs, then renders every chart; no request leaves the page.
-_LOADER = """
-const mods = JSON.parse(document.getElementById('vega-modules').textContent);
-const urls = {};
-function url(name) {
-  if (!urls[name]) {
-    const src = mods[name].replace(/((?:from|import)\\s*)["']\\.\\/([^"']+\\.js)["']/g,
-      (m, kw, dep) => kw + JSON.stringify(url(dep)));
-    urls[name] = URL.createObjectURL(new Blob([src], {type: 'text/javascript'}));
-  }
-  return urls[name];
-}
-const specs = JSON.parse(document.getElementById('chart-specs').textContent);
-import(url(ENTRY)).then(async (m) => {
-  const embed = m.n.default;
-  for (const [id, spec] of Object.entries(specs)) {
-    await embed('#' + id, spec, {actions: false, renderer: 'svg'});
-  }
-}).catch((e) => {
-  for (const id of Object.keys(specs)) {
-    document.getElementById(id).textContent = 'Chart could not be drawn: ' + e;
-  }
-});
-"""
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
-max-width:1200px;color:#1c2833;padding:0 1rem}
-h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d5d8dc;padding-bottom:.3rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #d5d8dc;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f4f6f7}.note{color:#566573;font-size:.9rem}.warn{background:#fef5e7;
-border-left:4px solid #d68910;padding:.5rem 1rem}.chart{margin:.6rem 0}
-.pair{display:flex;gap:2rem;flex-wrap:wrap}.pair>div{flex:1;min-width:420px}
-"""
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, escape=True, border=0, na_rep="—")
-
-
-def _json_script(element_id: str, value: Any) -> str:
-    text = json.dumps(value, allow_nan=False, default=str).replace("</", "<\\/")
-    return f'<script type="application/json" id="{element_id}">{text}</script>'
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, recursively."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _clean_spec(chart: alt.TopLevelMixin) -> dict:
-    return _finite(chart.to_dict(validate=False))
+def _chart(chart: alt.TopLevelMixin) -> Chart:
+    return Chart(chart.to_dict(validate=False))
 
 
 def report_html(report: ComparisonReport) -> str:
-    """The comparison as one self-contained HTML page: tables, and Altair charts drawn by the
-    vega-embed that Streamlit ships, inlined. Nothing is fetched from a network."""
-    e = html.escape
+    """The comparison as one self-contained HTML page (`html_report.render_html`): tables, and
+    Altair charts drawn by the vega-embed that Streamlit ships, inlined."""
     h = report.holdout
     s = report.settings
-    specs: dict[str, dict] = {}
-
-    def chart(key: str, c: alt.TopLevelMixin) -> str:
-        specs[key] = _clean_spec(c)
-        return f'<div class="chart" id="{key}"></div>'
-
-    ids = ", ".join(report.model_ids)
-    parts = [f"<h1>Model comparison: {e(ids)}</h1>",
-             f'<p class="note">Generated {e(report.created_at)} by FraudLens. Reference model: '
-             f"<b>{e(report.reference)}</b>. Bootstrap: {report.metrics.n_resamples} resamples, "
-             f"seed {report.metrics.seed}, 95% percentile intervals.</p>"]
-    parts += [f'<p class="warn">{e(w)}</p>' for w in report.warnings]
-    parts.append("<h2>Candidates</h2>" + _table(pd.DataFrame([
+    lead: list[Any] = [Html.format(
+        '<p class="note">Generated {} by FraudLens. Reference model: <b>{}</b>. Bootstrap: '
+        "{} resamples, seed {}, 95% percentile intervals.</p>", report.created_at,
+        report.reference, report.metrics.n_resamples, report.metrics.seed)]
+    lead += [Html.format('<p class="warn">{}</p>', w) for w in report.warnings]
+    candidates = Section("Candidates", [pd.DataFrame([
         {"model": c.model_id, "framework": c.framework, "stage": c.stage,
          "training data until": c.training_end, "sha256": c.sha256[:16] + "…"}
-        for c in report.candidates])))
-    parts.append(
-        "<h2>Holdout</h2>"
-        f"<p>{h.rows:,} labelled transactions ({h.fraud:,} fraud, ${h.fraud_usd:,.0f} of fraud) "
+        for c in report.candidates])])
+    holdout = Section("Holdout", [
+        f"{h.rows:,} labelled transactions ({h.fraud:,} fraud, ${h.fraud_usd:,.0f} of fraud) "
         f"from {h.start:%Y-%m-%d %H:%M} to {h.end:%Y-%m-%d %H:%M} UTC over {h.days} days; "
-        f"labels as known at {h.as_of:%Y-%m-%d %H:%M} UTC. Rows left out:</p>"
-        + _table(h.exclusion_frame()))
-    parts.append("<h2>Metrics</h2><p class=\"note\">Estimate [95% interval]. Differences are "
-                 "paired (same resamples for every model); * marks an interval that excludes "
-                 "zero. Precision in the top k per day: each day's k highest scores are "
-                 "reviewed.</p>" + _table(metrics_table(report))
-                 + chart("chart-metrics", metrics_chart(report)))
-    parts.append("<h2>Calibration</h2>" + chart("chart-calibration", calibration_chart(report)))
-    saving = "".join(
-        f"<p>Switching from <b>{e(p.reference)}</b> to <b>{e(p.challenger)}</b> "
-        f"{'saves' if p.savings_usd >= 0 else 'costs'} <b>${abs(p.savings_usd):,.0f}</b> on "
-        f"the holdout (${abs(p.savings_per_day_usd):,.0f} per day).</p>" for p in report.pairs)
-    parts.append(
-        f"<h2>Business view</h2><p class=\"note\">Missed fraud costs its amount (USD); each "
-        f"review costs ${s.review_cost:,.2f}; at most {s.capacity} reviews a day, highest scores "
-        "first. Each model's threshold minimises its total cost on the holdout.</p>"
-        + _table(cost_table(report)) + saving + chart("chart-cost", cost_chart(report)))
+        f"labels as known at {h.as_of:%Y-%m-%d %H:%M} UTC. Rows left out:",
+        h.exclusion_frame()])
+    metrics = Section("Metrics", [
+        Note("Estimate [95% interval]. Differences are paired (same resamples for every "
+             "model); * marks an interval that excludes zero. Precision in the top k per day: "
+             "each day's k highest scores are reviewed."),
+        metrics_table(report), _chart(metrics_chart(report))])
+    calibration = Section("Calibration", [_chart(calibration_chart(report))])
+    saving = [Html.format("<p>Switching from <b>{}</b> to <b>{}</b> {} <b>${:,.0f}</b> on the "
+                          "holdout (${:,.0f} per day).</p>", p.reference, p.challenger,
+                          "saves" if p.savings_usd >= 0 else "costs", abs(p.savings_usd),
+                          abs(p.savings_per_day_usd)) for p in report.pairs]
+    business = Section("Business view", [
+        Note(f"Missed fraud costs its amount (USD); each review costs ${s.review_cost:,.2f}; at "
+             f"most {s.capacity} reviews a day, highest scores first. Each model's threshold "
+             "minimises its total cost on the holdout."),
+        cost_table(report), *saving, _chart(cost_chart(report))])
     unit = "week" if report.stability_freq == "W" else "day (the holdout spans under 3 weeks)"
-    parts.append(f"<h2>Stability</h2><p class=\"note\">Per {unit}.</p>"
-                 + chart("chart-stability", stability_chart(report)))
-    if report.latency:
-        parts.append(f"<h2>Serving SLA</h2><p class=\"note\">Measured on "
-                     f"{e(report.latency[0].machine)}: {report.latency[0].single_row_calls} "
-                     f"single-row predictions, batches of {report.latency[0].batch_rows:,} "
-                     "rows.</p>" + _table(latency_table(report)))
-    parts.append("<h2>Explanations</h2>" + "".join(
-        f"<p class=\"note\">{e(m)}: {e(src)}</p>" for m, src in report.attribution_sources))
-    for i, p in enumerate(report.pairs):
+    stability = Section("Stability", [Note(f"Per {unit}."), _chart(stability_chart(report))])
+    sla = [Section("Serving SLA", [
+        Note(f"Measured on {report.latency[0].machine}: {report.latency[0].single_row_calls} "
+             f"single-row predictions, batches of {report.latency[0].batch_rows:,} rows."),
+        latency_table(report)])] if report.latency else []
+    explanations: list[Any] = [Note(f"{m}: {src}") for m, src in report.attribution_sources]
+    for p in report.pairs:
         c = p.importance
-        parts.append(f"<h3>{e(p.reference)} vs {e(p.challenger)}</h3><p>Spearman rank "
-                     f"correlation of mean |SHAP|: <b>{_num(c.spearman, '.3f')}</b> over "
-                     f"{len(c.table)} features.</p>"
-                     + chart(f"chart-importance-{i}", importance_pair_chart(c))
-                     + "<p>Features that differ most:</p>" + _table(most_different_table(c)))
+        parts: list[Any] = [
+            Html.format("<p>Spearman rank correlation of mean |SHAP|: <b>{}</b> over {} "
+                        "features.</p>", _num(c.spearman, ".3f"), len(c.table)),
+            _chart(importance_pair_chart(c)), "Features that differ most:",
+            most_different_table(c)]
         if p.segments:
-            parts.append(f"<p>Per {e(p.segments[0].segment or 'segment')}:</p>"
-                         + _table(segment_table(p)))
-    parts.append("<h2>Disagreements</h2>")
+            parts += [f"Per {p.segments[0].segment or 'segment'}:", segment_table(p)]
+        explanations.append(Section(f"{p.reference} vs {p.challenger}", parts))
+    disagreements: list[Any] = []
     for p in report.pairs:
         view = disagreement_view(p).head(25).copy()
         view["amount (USD)"] = view["amount (USD)"].map(lambda v: f"${v:,.2f}")
         for col in view.columns:
             if col.startswith("score "):
                 view[col] = view[col].map(lambda v: f"{v:.1%}")
-        parts.append(f"<p>{p.disagreement_total:,} transactions after the training window are "
-                     f"flagged by exactly one of {e(p.reference)} and {e(p.challenger)} at "
-                     "their chosen thresholds; the largest amounts first.</p>" + _table(view))
-    for k, case in enumerate(report.cases):
+        disagreements += [f"{p.disagreement_total:,} transactions after the training window are "
+                          f"flagged by exactly one of {p.reference} and {p.challenger} at their "
+                          "chosen thresholds; the largest amounts first.", view]
+    for case in report.cases:
         label = {1.0: "fraud", 0.0: "legit"}.get(case.is_fraud, "not known yet")
-        body = "".join(
-            f"<div><h4>{e(model)}</h4>" + chart(f"chart-case-{k}-{j}", waterfall_chart(steps))
-            + "</div>" for j, (model, steps) in enumerate(case.steps))
-        parts.append(f"<h3>Case {e(case.transaction_id)}: ${case.amount_usd:,.2f}, label "
-                     f"{label}</h3><div class=\"pair\">{body}</div>")
-    entry, modules = _vega_modules()
-    loader = _LOADER.replace("ENTRY", json.dumps(entry))
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>FraudLens model comparison: {e(ids)}</title><style>{_CSS}</style></head>"
-            f"<body>{''.join(parts)}{_json_script('chart-specs', specs)}"
-            f"{_json_script('vega-modules', modules)}<script type=\"module\">{loader}</script>"
-            "</body></html>")
+        disagreements.append(Section(
+            f"Case {case.transaction_id}: ${case.amount_usd:,.2f}, label {label}",
+            [Columns([Section(model, [_chart(waterfall_chart(steps))])
+                      for model, steps in case.steps])]))
+    return render_html(f"Model comparison: {', '.join(report.model_ids)}", [
+        *lead, candidates, holdout, metrics, calibration, business, stability, *sla,
+        Section("Explanations", explanations), Section("Disagreements", disagreements)])
 
 
 def write_html_report(report: ComparisonReport, path: str | Path,

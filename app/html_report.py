@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +23,7 @@ import pandas as pd
 
 from data_access.errors import ExportError
 
-__all__ = ["Chart", "Note", "Section", "render_html"]
+__all__ = ["Chart", "Columns", "Html", "Note", "Section", "render_html"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,10 +40,35 @@ class Note:
     text: str
 
 
+class _Escaping(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return html.escape(super().format_field(value, format_spec))
+
+
+@dataclass(frozen=True)
+class Html:
+    """Markup used as is. Build it with `Html.format`, never from unescaped data values."""
+
+    markup: str
+
+    @classmethod
+    def format(cls, template: str, *args: Any, **kwargs: Any) -> Html:
+        """`template` (a literal written in the code) with every field formatted, then
+        escaped: `Html.format("<p><b>{}</b> {:,}</p>", name, n)`."""
+        return cls(_Escaping().format(template, *args, **kwargs))
+
+
+@dataclass(frozen=True, eq=False)
+class Columns:
+    """Parts side by side (e.g. one Section with a Chart per model)."""
+
+    parts: Sequence[Any] = field(default_factory=tuple)
+
+
 @dataclass(frozen=True, eq=False)
 class Section:
-    """A heading and its parts, in order: text (a paragraph), Note, DataFrame (a table), Chart,
-    or a nested Section (one heading level down)."""
+    """A heading and its parts, in order: text (a paragraph), Note, Html, DataFrame (a table),
+    Chart, Columns, or a nested Section (one heading level down)."""
 
     heading: str
     parts: Sequence[Any] = field(default_factory=tuple)
@@ -54,7 +80,9 @@ max-width:1200px;color:#1c2833;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d5d8dc;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
 th,td{border:1px solid #d5d8dc;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f4f6f7}.note{color:#566573;font-size:.9rem}.chart{margin:.6rem 0}
+th{background:#f4f6f7}.note{color:#566573;font-size:.9rem}.warn{background:#fef5e7;
+border-left:4px solid #d68910;padding:.5rem 1rem}.chart{margin:.6rem 0}
+.pair{display:flex;gap:2rem;flex-wrap:wrap}.pair>div{flex:1;min-width:420px}
 """
 
 _IMPORT = re.compile(r"""(?:from|import)\s*["']\./([^"']+\.js)["']""")
@@ -130,29 +158,33 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, na_rep="—")
 
 
-def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> str:
-    """One self-contained page: a title, an optional subtitle (a note) and the sections."""
+def render_html(title: str, sections: Sequence[Any], subtitle: str = "") -> str:
+    """One self-contained page: a title, an optional subtitle (a note) and the sections (each
+    a Section, or any part a Section holds, shown before the first heading)."""
     e = html.escape
     specs: dict[str, Any] = {}
 
-    def render(section: Section, level: int) -> str:
-        out = [f"<h{level}>{e(section.heading)}</h{level}>"]
-        for part in section.parts:
-            if isinstance(part, Section):
-                out.append(render(part, min(level + 1, 6)))
-            elif isinstance(part, Note):
-                out.append(f'<p class="note">{e(part.text)}</p>')
-            elif isinstance(part, pd.DataFrame):
-                out.append(_table(part))
-            elif isinstance(part, Chart):
-                key = f"chart-{len(specs) + 1}"
-                specs[key] = _finite(dict(part.spec))
-                out.append(f'<div class="chart" id="{key}"></div>')
-            else:
-                out.append(f"<p>{e(str(part))}</p>")
-        return "".join(out)
+    def render(part: Any, level: int) -> str:  # level: the enclosing heading's
+        if isinstance(part, Section):
+            sub = min(level + 1, 6)
+            return (f"<h{sub}>{e(part.heading)}</h{sub}>"
+                    + "".join(render(p, sub) for p in part.parts))
+        if isinstance(part, Columns):
+            return ('<div class="pair">'
+                    + "".join(f"<div>{render(p, level)}</div>" for p in part.parts) + "</div>")
+        if isinstance(part, Html):
+            return part.markup
+        if isinstance(part, Note):
+            return f'<p class="note">{e(part.text)}</p>'
+        if isinstance(part, pd.DataFrame):
+            return _table(part)
+        if isinstance(part, Chart):
+            key = f"chart-{len(specs) + 1}"
+            specs[key] = _finite(dict(part.spec))
+            return f'<div class="chart" id="{key}"></div>'
+        return f"<p>{e(str(part))}</p>"
 
-    body = "".join(render(s, 2) for s in sections)
+    body = "".join(render(s, 1) for s in sections)
     head = f"<h1>{e(title)}</h1>" + (f'<p class="note">{e(subtitle)}</p>' if subtitle else "")
     scripts = ""
     if specs:

@@ -11,22 +11,12 @@ Every file written is recorded as an `export` in the workspace's audit trail bef
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
+from app.commands.common import cli_actor, iso_date, record_export
 from data_access.errors import ValidationError
-
-ROLE = "cli"
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _positive_int(text: str) -> int:
@@ -58,7 +48,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="the HTML report to write (.html)")
     p.add_argument("--csv-dir", help="folder for <report>_metrics.csv and "
                                      "<report>_attributions.csv (default: beside the report)")
-    p.add_argument("--as-of", type=_date, help="judge on labels known by the end of this day "
+    p.add_argument("--as-of", type=iso_date, help="judge on labels known by the end of this day "
                                                "(UTC; default: the newest label)")
     p.add_argument("--capacity", type=_positive_int, default=20,
                    help="reviews the team can do per day (default 20)")
@@ -114,7 +104,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     finally:
         con.close()
 
-    actor = os.environ.get("USER") or "cli"
+    actor = cli_actor()
     journal = open_journal(ws.path)
     try:
         audit = AuditLog(journal)
@@ -125,9 +115,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         def recorded(kind: str, rows: int | None):
             def before_commit(result: Any) -> None:
-                audit.append(actor, ROLE, "export", result.path, "ok",
-                             {**details, "what": f"comparison {kind}", "sha256": result.sha256,
-                              "rows": rows, "bytes": result.bytes})
+                record_export(audit, actor, result, f"comparison {kind}", rows, details)
             return before_commit
 
         stem = out.stem

@@ -13,22 +13,12 @@ Pattern Review page shows them and their annotations.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
+from app.commands.common import cli_actor, iso_date, record_export
 from data_access.errors import ValidationError
-
-ROLE = "cli"
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _probability(text: str) -> float:
@@ -46,8 +36,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "patterns", help="mine a window's pattern findings; write findings CSV and review pack")
     p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
-    p.add_argument("--since", type=_date, required=True, help="first event day (UTC)")
-    p.add_argument("--until", type=_date, required=True,
+    p.add_argument("--since", type=iso_date, required=True, help="first event day (UTC)")
+    p.add_argument("--until", type=iso_date, required=True,
                    help="first event day left out (UTC)")
     p.add_argument("--out", required=True, help="findings CSV to write (.csv)")
     p.add_argument("--members-out", help="CSV of transaction_id, finding_id (.csv)")
@@ -99,7 +89,7 @@ def handler(args: argparse.Namespace) -> int:
     finally:
         con.close()
 
-    actor = os.environ.get("USER") or "cli"
+    actor = cli_actor()
     journal = open_journal(ws.path)
     try:
         audit = AuditLog(journal)
@@ -107,9 +97,7 @@ def handler(args: argparse.Namespace) -> int:
                    "until": window.until.isoformat(), "seed": args.seed, "threshold": threshold}
 
         def record(what: str, written: Any, rows: int | None) -> None:
-            audit.append(actor, ROLE, "export", written.path, "ok",
-                         {**details, "what": what, "sha256": written.sha256, "rows": rows,
-                          "bytes": written.bytes})
+            record_export(audit, actor, written, what, rows, details)
 
         ids = result.findings["finding_id"].tolist()
         annotations = store.latest_annotations(journal, ids)

@@ -1,0 +1,35 @@
+"""What the `fraudlens` subcommand modules share: the date argument type, and the actor and
+role of the audited exports they write."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the commands import the audit log lazily, when they run
+    from data_access.audit import AuditLog
+
+ROLE = "cli"
+
+
+def iso_date(text: str) -> date:
+    """argparse type: a YYYY-MM-DD date."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cli_actor() -> str:
+    """Who the audit trail names for a command-line export: $USER, else "cli"."""
+    return os.environ.get("USER") or "cli"
+
+
+def record_export(audit: AuditLog, actor: str, result: Any, what: str, rows: int | None,
+                  details: dict[str, Any]) -> None:
+    """Record `result` (an ExportResult: path, sha256, bytes) as an `export` by `actor`."""
+    audit.append(actor, ROLE, "export", result.path, "ok",
+                 {**details, "what": what, "sha256": result.sha256, "rows": rows,
+                  "bytes": result.bytes})
