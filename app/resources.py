@@ -18,7 +18,13 @@ import duckdb
 import streamlit as st
 
 from data_access.audit import AuditLog
-from data_access.errors import ChecksumError, FraudLensError, RegistryError
+from data_access.errors import (
+    ChecksumError,
+    FraudLensError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from data_access.registry_roots import registry_status
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
 from explainers.model import LoadedModel
@@ -74,17 +80,28 @@ def audit() -> AuditLog:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _manifests_at(path: str) -> list[dict[str, Any]]:
-    return [{**m.to_dict(), "model_id": m.key} for m in Workspace.at(path).registry.list()]
+    return [{**m.to_dict(), "model_id": m.key} for m in _workspace_at(path).registry.list()]
 
 
 def manifests() -> list[dict[str, Any]]:
-    """Registered manifests as dicts (the registry contract's fields plus `model_id`)."""
-    return _manifests_at(_workspace_path())
+    """Registered manifests as dicts (the registry contract's fields plus `model_id`).
+
+    A remote registry that cannot be reached serves its last verified copy (and the page says
+    so); with no copy at all, the page shows "registry unavailable" and stops, no traceback."""
+    try:
+        found = _manifests_at(_workspace_path())
+    except RegistryUnavailableError as exc:
+        st.error(f"Model registry unavailable: {exc}")
+        st.stop()
+    degraded, message = registry_status(workspace().registry.root)
+    if degraded:
+        st.warning(message or "Model registry unavailable; serving the last verified models.")
+    return found
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _model_at(path: str, model_id: str, sha256: str) -> LoadedModel:
-    registry = Workspace.at(path).registry
+    registry = _workspace_at(path).registry
     manifest = registry.resolve(model_id)
     if manifest.sha256 != sha256:
         raise RegistryError(f"{model_id} changed while loading; try again")
@@ -113,7 +130,7 @@ def load_model(model_id: str) -> LoadedModel:
     path = _workspace_path()
     last = _last_verified_at(path)
     try:
-        manifest = Workspace.at(path).registry.resolve(model_id)
+        manifest = _workspace_at(path).registry.resolve(model_id)
         model = _model_at(path, model_id, manifest.sha256)
     except (ChecksumError, RegistryError, FraudLensError) as exc:
         with last.lock:
