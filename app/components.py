@@ -35,6 +35,7 @@ __all__ = [
     "open_case",
     "paged_table",
     "pct",
+    "pick_case",
     "warehouse_or_stop",
 ]
 
@@ -142,7 +143,7 @@ def case_finder(model_id: str, countries: Sequence[str], first: date, last: date
             if rows.empty:
                 st.info(f"No transactions for account {account}. Check the id.")
             else:
-                _pick(rows, "account_rows", model_id)
+                pick_case(rows, "account_rows", model_id)
     with by_queue:
         _queue(model_id, countries, first, last)
 
@@ -170,14 +171,22 @@ def _queue(model_id: str, countries: Sequence[str], first: date, last: date) -> 
         st.info("No scored transactions match these filters. Widen the dates or score band.")
         return
     st.caption(f"Highest {model_id} scores first, at most 200 cases. Select a row to open it.")
-    _pick(rows, "queue_rows", model_id)
+    pick_case(rows, "queue_rows", model_id)
 
 
-def _pick(rows: pd.DataFrame, key: str, model_id: str) -> None:
+def pick_case(rows: pd.DataFrame, key: str, model_id: str) -> None:
+    """A selectable case list; selecting a row opens that case. A table keeps its selection
+    across reruns, so only a selection that changed opens a case (else the page would rerun
+    forever, and a stale selection would override a case opened another way)."""
     picked = paged_table(for_display(rows), key=key, selectable=True,
                          column_config=list_config())
-    if picked is not None:
-        open_case(str(picked["transaction_id"].iloc[0]), model_id)
+    chosen = None if picked is None else str(picked["transaction_id"].iloc[0])
+    handled = f"_fraudlens_picked_{key}"
+    if chosen is None:
+        st.session_state.pop(handled, None)
+    elif st.session_state.get(handled) != chosen:
+        st.session_state[handled] = chosen
+        open_case(chosen, model_id)
 
 
 def paged_table(frame: pd.DataFrame, *, key: str, page_size: int = 25,

@@ -105,10 +105,7 @@ with similar_col:
     else:
         st.caption("Labelled cases whose SHAP vectors are nearest to this one: scored for the "
                    "same reasons. How did they turn out? Select one to open it.")
-        picked = components.paged_table(components.for_display(similar), key="similar",
-                                        selectable=True, column_config=components.list_config())
-        if picked is not None:
-            components.open_case(str(picked["transaction_id"].iloc[0]), model_id)
+        components.pick_case(similar, "similar", model_id)
 
 st.subheader("The account around this case")
 st.caption(f"The account's transactions 30 days either side, coloured by {model_id} score; "

@@ -268,3 +268,34 @@ def screenshot() -> Callable[[object, str], Path]:
         return path
 
     return take
+
+
+@pytest.fixture
+def fresh_page(_browser) -> Iterator[Callable[[], object]]:
+    """`fresh_page()`: one more page, each in its own new context (no cookies, no session),
+    e.g. to open a copied link the way a colleague would. Console and page errors fail the
+    test, as on `browser_page`."""
+    contexts: list[object] = []
+    errors: list[str] = []
+
+    def make() -> object:
+        context = _browser.new_context(viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        page = context.new_page()
+
+        def on_console(msg) -> None:
+            text = f"console {msg.type}: {msg.text} ({msg.location.get('url', '')})"
+            if msg.type != "error" or BENIGN_CONSOLE.search(text):
+                return
+            if not any(page.url.startswith(origin) for origin in THIRD_PARTY_ORIGINS):
+                errors.append(text)
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()  # type: ignore[attr-defined]
+    assert errors == [], "browser reported errors:\n" + "\n".join(errors)
