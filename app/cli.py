@@ -138,9 +138,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from app.commands.common import cli_actor, record_export
     from data_access import shap_store
+    from data_access.audit import AuditLog
     from data_access.exports import write_csv, write_parquet
     from data_access.shap_store import Cohort
+    from data_access.warehouse import open_journal
 
     ws = _workspace(args)
     manifest = ws.registry.resolve(args.model)
@@ -160,12 +163,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         con.close()
     out = Path(args.out)
     if args.what == "shap-values" and out.suffix == ".parquet":
-        result = write_parquet(frame, out)
+        writer = write_parquet
     elif out.suffix == ".csv":
-        result = write_csv(frame, out)
+        writer = write_csv
     else:
         raise ValidationError(f"{args.out}: use .csv" + (" or .parquet"
                               if args.what == "shap-values" else ""))
+    journal = open_journal(ws.path)
+    try:
+        audit = AuditLog(journal)
+        details = {"model": manifest.key, "cohort": cohort.describe()}
+        # the audit record is written before the file is moved into place: no record, no file
+        result = writer(frame, out, before_commit=lambda r: record_export(
+            audit, cli_actor(), r, args.what, len(frame), details))
+    finally:
+        journal.close()
     print(f"wrote {result.rows:,} rows to {result.path} (sha256 {result.sha256[:12]}…)")
     return 0
 

@@ -120,6 +120,38 @@ def test_shap_summary_export_matches_the_values_export(demo_workspace, tmp_path:
     assert summary["rank"].tolist() == list(range(1, len(summary) + 1))
 
 
+def test_cli_exports_are_audited_and_refused_without_an_audit_trail(workspace_copy, tmp_path):
+    import hashlib
+
+    from data_access.audit import AuditLog
+    from data_access.warehouse import open_journal
+
+    def exports():
+        journal = open_journal(workspace_copy)
+        try:
+            assert AuditLog(journal).verify().ok
+            return AuditLog(journal).records(action="export")  # newest first
+        finally:
+            journal.close()
+
+    before = len(exports())
+    out = tmp_path / "summary.csv"
+    assert main(["--workspace", str(workspace_copy), "export", "shap-summary", "--model",
+                 "fraud_catboost", "--out", str(out)]) == 0
+    records = exports()
+    assert len(records) == before + 1
+    details = records.iloc[0]["details"]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in details
+    assert '"rows":22' in details
+    # a journal that cannot be written (here: not a database) means no export at all
+    (workspace_copy / "journal.duckdb").unlink()
+    (workspace_copy / "journal.duckdb").write_bytes(b"not a database")
+    out2 = tmp_path / "again.csv"
+    assert main(["--workspace", str(workspace_copy), "export", "shap-summary", "--model",
+                 "fraud_catboost", "--out", str(out2)]) == 2
+    assert not out2.exists()
+
+
 def test_cohort_filters_change_the_summary(demo_workspace):
     con = Workspace(demo_workspace).reader()
     try:
