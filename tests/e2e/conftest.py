@@ -229,13 +229,11 @@ def _browser() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture
-def browser_page(_browser) -> Iterator[object]:
-    """A fresh page in its own context (own cookies); console/page errors fail the test."""
-    context = _browser.new_context(viewport={"width": 1400, "height": 900})
+def _watched_page(browser, errors: list[str]) -> tuple[object, object]:
+    """A page in a new context (own cookies) whose console and page errors go to `errors`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(20_000)
     page = context.new_page()
-    errors: list[str] = []
 
     def on_console(msg) -> None:
         text = f"console {msg.type}: {msg.text} ({msg.location.get('url', '')})"
@@ -246,6 +244,14 @@ def browser_page(_browser) -> Iterator[object]:
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    return context, page
+
+
+@pytest.fixture
+def browser_page(_browser) -> Iterator[object]:
+    """A fresh page in its own context (own cookies); console/page errors fail the test."""
+    errors: list[str] = []
+    context, page = _watched_page(_browser, errors)
     page.console_errors = errors  # type: ignore[attr-defined]
     yield page
     context.close()
@@ -279,20 +285,8 @@ def fresh_page(_browser) -> Iterator[Callable[[], object]]:
     errors: list[str] = []
 
     def make() -> object:
-        context = _browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(20_000)
+        context, page = _watched_page(_browser, errors)
         contexts.append(context)
-        page = context.new_page()
-
-        def on_console(msg) -> None:
-            text = f"console {msg.type}: {msg.text} ({msg.location.get('url', '')})"
-            if msg.type != "error" or BENIGN_CONSOLE.search(text):
-                return
-            if not any(page.url.startswith(origin) for origin in THIRD_PARTY_ORIGINS):
-                errors.append(text)
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         return page
 
     yield make
