@@ -398,8 +398,7 @@ def shown_value(value: Any, feature: Feature | None) -> str:
         return format_value(value if isinstance(value, str) else float(value))
     if feature.is_categorical:
         return str(value)
-    unit = None if feature.unit == "count" else feature.unit  # "7", not "7 count"
-    return format_value(float(value), unit, feature.dtype)
+    return format_value(float(value), feature.unit, feature.dtype)
 
 
 # --------------------------------------------------------------------------- reasons

@@ -92,6 +92,8 @@ def format_value(value: Value, unit: str | None = None, dtype: str = "float") ->
     if unit is not None and len(unit) == 3 and unit.isalpha() and unit.isupper():
         return f"{number:,.2f} {unit}"  # another ISO currency code
     text = _number(number)
+    if unit == "count":  # "7 transactions in the last hour", not "7 count"
+        return text
     if unit in ("x", "%"):
         return f"{text}{unit}"
     if unit:
@@ -114,7 +116,7 @@ def _raw_value(column: pd.Series, entry: CatalogEntry | None) -> Value:
 def _sentence(name: str, value: Value, shap: float, entry: CatalogEntry | None) -> str:
     shown = format_value(value, entry.unit if entry else None, entry.dtype if entry else "float")
     if entry is not None and entry.description:
-        return f"{entry.description} is {shown} ({shap:+.2f} log-odds)"
+        return f"{entry.description}: {shown} ({shap:+.2f} log-odds)"
     return f"{name} = {shown} ({shap:+.2f} log-odds)"
 
 

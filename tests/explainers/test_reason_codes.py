@@ -39,9 +39,9 @@ def test_fraud_reasons_are_positive_only_largest_first_in_plain_words() -> None:
     codes = reason_codes(one_row([1.21, 0.4, -0.7, 0.9, 0.05, 0.0], ROW),
                          FeatureCatalog.from_schema(SCHEMA), top_n=3)
     assert [c.text for c in codes] == [
-        "Amount relative to the account's 30-day average is 8.3x (+1.21 log-odds)",
-        "First transaction from this device is yes (+0.90 log-odds)",
-        "Transaction amount is $1,234.00 (+0.40 log-odds)",
+        "Amount relative to the account's 30-day average: 8.3x (+1.21 log-odds)",
+        "First transaction from this device: yes (+0.90 log-odds)",
+        "Transaction amount: $1,234.00 (+0.40 log-odds)",
     ]
     assert [c.feature for c in codes] == ["amount_vs_30d_avg", "is_new_device", "amount_usd"]
     assert codes[0].value == 8.3 and codes[1].value is True and codes[0].shap == 1.21
@@ -50,8 +50,8 @@ def test_fraud_reasons_are_positive_only_largest_first_in_plain_words() -> None:
 def test_legit_reasons_are_the_negative_ones() -> None:
     codes = reason_codes(one_row([1.21, 0.4, -0.7, 0.9, -0.05, 0.0], ROW),
                          FeatureCatalog.from_schema(SCHEMA), direction="legit")
-    assert [c.text for c in codes] == ["Time since the last login is 12 minutes (-0.70 log-odds)",
-                                       "KYC country is NG (-0.05 log-odds)"]
+    assert [c.text for c in codes] == ["Time since the last login: 12 minutes (-0.70 log-odds)",
+                                       "KYC country: NG (-0.05 log-odds)"]
 
 
 def test_missing_unseen_counts_and_uncatalogued_features_read_plainly() -> None:
@@ -60,10 +60,10 @@ def test_missing_unseen_counts_and_uncatalogued_features_read_plainly() -> None:
                          FeatureCatalog.from_schema(SCHEMA), top_n=10)
     texts = {c.feature: c.text for c in codes}
     assert texts["amount_vs_30d_avg"] == (
-        "Amount relative to the account's 30-day average is missing (+0.60 log-odds)")
-    assert texts["country"] == "KYC country is missing (+0.50 log-odds)"
-    assert texts["txn_count_1h"] == "Transactions in the last hour is 5 count (+0.40 log-odds)"
-    assert texts["is_new_device"] == "First transaction from this device is no (+0.30 log-odds)"
+        "Amount relative to the account's 30-day average: missing (+0.60 log-odds)")
+    assert texts["country"] == "KYC country: missing (+0.50 log-odds)"
+    assert texts["txn_count_1h"] == "Transactions in the last hour: 5 (+0.40 log-odds)"
+    assert texts["is_new_device"] == "First transaction from this device: no (+0.30 log-odds)"
     assert {c.feature: c.value for c in codes}["country"] is None
     empty = FeatureCatalog(())
     bare = reason_codes(one_row([0.6, 0.1, 0.2, 0.3, 0.5, 0.4], ROW), empty, top_n=2)
