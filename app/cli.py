@@ -1,4 +1,5 @@
-"""FraudLens command line: build, register, import, score, explain, export. No Streamlit here.
+"""FraudLens command line: build, register, import, score, explain, export, compare, mine
+patterns, verify the audit trail. No Streamlit here.
 
 Every command exits non-zero with a one-line reason on bad input and leaves the workspace
 unchanged when it fails; long work shows progress on stderr.
@@ -182,6 +183,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from data_access.audit import AuditLog
+    from data_access.warehouse import open_journal
+
+    journal = open_journal(_workspace(args).path)
+    try:
+        result = AuditLog(journal).verify()
+    finally:
+        journal.close()
+    if result.ok:
+        print(f"audit trail intact: {result.checked:,} records, hash chain verified")
+        return 0
+    print(f"fraudlens: error: audit trail broken at record {result.first_bad_seq}: "
+          f"{result.problem}", file=sys.stderr)
+    return 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fraudlens", description=__doc__.splitlines()[0])
     p.add_argument("--workspace", default=None,
@@ -240,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--until", type=iso_date)
         x.add_argument("--out", required=True)
         x.set_defaults(func=cmd_export, what=what)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True)
+    audit.add_parser("verify", help="check the hash chain: exit 3 when a record was edited, "
+                     "deleted or reordered").set_defaults(func=cmd_audit_verify)
     compare_command.add_parser(sub)
     patterns_command.add_parser(sub)
     return p

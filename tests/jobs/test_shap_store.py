@@ -170,3 +170,21 @@ def test_cohort_filters_change_the_summary(demo_workspace):
     assert injected["row_count"].iloc[0] == 0
     assert list(risky["feature"][:3]) != list(everything["feature"][:3]) or not np.allclose(
         risky["mean_abs_shap"], everything["mean_abs_shap"])
+
+
+def test_audit_verify_detects_an_edited_record(workspace_copy, capsys):
+    import duckdb
+
+    ws = str(workspace_copy)
+    assert main(["--workspace", ws, "export", "shap-summary", "--model", "fraud_xgb",
+                 "--out", str(workspace_copy.parent / "s.csv")]) == 0
+    assert main(["--workspace", ws, "audit", "verify"]) == 0
+    assert "hash chain verified" in capsys.readouterr().out
+    con = duckdb.connect(str(workspace_copy / "journal.duckdb"))
+    try:
+        con.execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = "
+                    "(SELECT max(seq) FROM audit_log)").fetchall()
+    finally:
+        con.close()
+    assert main(["--workspace", ws, "audit", "verify"]) == 3
+    assert "audit trail broken at record" in capsys.readouterr().err
