@@ -96,8 +96,8 @@ def test_seeded_sample_is_stable_across_resumes(workspace_copy):
     assert first == second
 
 
-def test_shap_summary_export_matches_the_values_export(demo_workspace, tmp_path: Path):
-    ws = str(demo_workspace)
+def test_shap_summary_export_matches_the_values_export(workspace_copy, tmp_path: Path):
+    ws = str(workspace_copy)  # exports write audit records: keep the shared workspace as it is
     args = ["--since", "2026-10-01", "--until", "2026-10-15"]
     assert main(["--workspace", ws, "export", "shap-summary", "--model", "fraud_xgb", *args,
                  "--out", str(tmp_path / "summary.csv")]) == 0
