@@ -139,12 +139,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.commands.common import cli_actor, record_export
+    from app.commands.common import cli_actor, journal_at, record_export
     from data_access import shap_store
     from data_access.audit import AuditLog
     from data_access.exports import write_csv, write_parquet
     from data_access.shap_store import Cohort
-    from data_access.warehouse import open_journal
 
     ws = _workspace(args)
     manifest = ws.registry.resolve(args.model)
@@ -170,28 +169,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         raise ValidationError(f"{args.out}: use .csv" + (" or .parquet"
                               if args.what == "shap-values" else ""))
-    journal = open_journal(ws.path)
-    try:
+    with journal_at(ws.path) as journal:
         audit = AuditLog(journal)
         details = {"model": manifest.key, "cohort": cohort.describe()}
         # the audit record is written before the file is moved into place: no record, no file
         result = writer(frame, out, before_commit=lambda r: record_export(
             audit, cli_actor(), r, args.what, len(frame), details))
-    finally:
-        journal.close()
     print(f"wrote {result.rows:,} rows to {result.path} (sha256 {result.sha256[:12]}…)")
     return 0
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from app.commands.common import journal_at
     from data_access.audit import AuditLog
-    from data_access.warehouse import open_journal
 
-    journal = open_journal(_workspace(args).path)
-    try:
+    with journal_at(_workspace(args).path) as journal:
         result = AuditLog(journal).verify()
-    finally:
-        journal.close()
     if result.ok:
         print(f"audit trail intact: {result.checked:,} records, hash chain verified")
         return 0

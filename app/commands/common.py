@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import the audit log lazily, when they run
+    import duckdb
+
     from data_access.audit import AuditLog
 
 ROLE = "cli"
@@ -33,3 +38,15 @@ def record_export(audit: AuditLog, actor: str, result: Any, what: str, rows: int
     audit.append(actor, ROLE, "export", result.path, "ok",
                  {**details, "what": what, "sha256": result.sha256, "rows": rows,
                   "bytes": result.bytes})
+
+
+@contextmanager
+def journal_at(workspace: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The workspace's journal (audit trail, findings, annotations), closed afterwards."""
+    from data_access.warehouse import open_journal
+
+    journal = open_journal(workspace)
+    try:
+        yield journal
+    finally:
+        journal.close()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.common import cli_actor, iso_date, record_export
+from app.commands.common import cli_actor, iso_date, journal_at, record_export
 from data_access.errors import ValidationError
 
 
@@ -72,7 +72,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from app import comparison
     from data_access.audit import AuditLog
     from data_access.exports import write_csv
-    from data_access.warehouse import open_journal
     from data_access.workspace import Workspace
 
     if len(args.models) < 2:
@@ -105,8 +104,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         con.close()
 
     actor = cli_actor()
-    journal = open_journal(ws.path)
-    try:
+    with journal_at(ws.path) as journal:
         audit = AuditLog(journal)
         details = {"models": keys, "reference": report.reference,
                    "as_of": report.holdout.as_of.isoformat(), "holdout_rows": report.holdout.rows,
@@ -128,8 +126,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_csv(attributions, csv_dir / f"{stem}_attributions.csv",
                       recorded("attributions", len(attributions))),
         ]
-    finally:
-        journal.close()
     _print_summary(report)
     for result in written:
         print(f"wrote {result.path} ({result.bytes:,} bytes, sha256 {result.sha256[:12]}…)")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.common import cli_actor, iso_date, record_export
+from app.commands.common import cli_actor, iso_date, journal_at, record_export
 from data_access.errors import ValidationError
 
 
@@ -69,7 +69,6 @@ def handler(args: argparse.Namespace) -> int:
     from app import patterns
     from data_access import findings as store
     from data_access.audit import AuditLog
-    from data_access.warehouse import open_journal
     from data_access.workspace import Workspace
 
     out = _checked(args.out, (".csv",), "findings file")
@@ -90,8 +89,7 @@ def handler(args: argparse.Namespace) -> int:
         con.close()
 
     actor = cli_actor()
-    journal = open_journal(ws.path)
-    try:
+    with journal_at(ws.path) as journal:
         audit = AuditLog(journal)
         details = {"model": manifest.key, "since": window.since.isoformat(),
                    "until": window.until.isoformat(), "seed": args.seed, "threshold": threshold}
@@ -107,8 +105,6 @@ def handler(args: argparse.Namespace) -> int:
             audit=record)
         store.store_findings(journal, manifest.key, window.since, window.until,
                              result.findings, result.members, actor)
-    finally:
-        journal.close()
     current = result.findings[result.findings["change"] != "gone"]
     print(f"{len(current)} findings for {manifest.key}, {window.text()} "
           f"(threshold {threshold:g}, seed {args.seed}); "
