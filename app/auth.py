@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from data_access.errors import AuditError, FraudLensError
+from explainers.errors import AuditError, FraudLensError
 
 __all__ = [
     "NO_ROLE",

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from data_access import shap_store
-from data_access.schema import Feature, FeatureSchema
 from data_access.warehouse import fetch_df, quote_ident, table_columns
 from explainers.explanation import Explanation
 from explainers.model import LoadedModel, sigmoid
 from explainers.neighbours import nearest_cases
 from explainers.reason_codes import FeatureCatalog, ReasonCode, format_value, reason_codes
+from explainers.schema import Feature, FeatureSchema
 
 __all__ = [
     "AMOUNT_COLUMN",

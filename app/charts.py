@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from altair.utils import sanitize_pandas_dataframe
 
-from data_access.schema import FeatureSchema
+from explainers.schema import FeatureSchema
 
 __all__ = [
     "ChartSpec",

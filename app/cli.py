@@ -19,7 +19,7 @@ from app.commands import compare as compare_command
 from app.commands import patterns as patterns_command
 from app.commands.common import iso_date
 from app.commands.registry import add_parsers as add_registry_parsers
-from data_access.errors import FraudLensError, ValidationError
+from explainers.errors import FraudLensError, ValidationError
 
 
 def _read_table(path: str) -> pd.DataFrame:
@@ -63,9 +63,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
-    from data_access.schema import FeatureSchema
     from data_access.warehouse import warehouse_path
     from data_access.workspace import sync_models
+    from explainers.schema import FeatureSchema
 
     ws = _workspace(args)
     artifact = Path(args.file)

@@ -21,12 +21,12 @@ from app.cases import AMOUNT_COLUMN, case_explanation, transaction_row, waterfal
 from app.charts import waterfall_chart
 from app.html_report import Chart, Columns, Html, Note, Section, render_html
 from data_access import shap_store
-from data_access.errors import FraudLensError, ValidationError
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort
 from data_access.warehouse import fetch_df, quote_ident, table_columns
 from explainers import comparison as cmp
+from explainers.errors import FraudLensError, ValidationError
 from explainers.latency import LatencyMeasurement, Sla, measure_latency
 from explainers.model import LoadedModel
 

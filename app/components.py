@@ -16,8 +16,8 @@ import streamlit as st
 from app import charts, queries
 from app.auth import audit_event
 from app.cases import case_link, clean_id
-from data_access.errors import AuditError, FraudLensError
 from data_access.exports import csv_bytes
+from explainers.errors import AuditError, FraudLensError
 
 __all__ = [
     "PreparedExport",

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from data_access.errors import ExportError
+from explainers.errors import ExportError
 
 __all__ = ["Chart", "Columns", "Html", "Note", "Section", "render_html"]
 

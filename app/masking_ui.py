@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from app.auth import audit_event, can, current_principal
-from data_access.errors import AuditError
 from data_access.masking import mask_frame
+from explainers.errors import AuditError
 
 __all__ = ["MIN_REASON_CHARS", "pii_view"]
 

@@ -29,11 +29,11 @@ import pandas as pd
 
 from app.html_report import Chart, Note, Section, render_html
 from data_access import findings as store
-from data_access.errors import ValidationError
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes, write_csv
 from data_access.shap_store import stored_table
 from data_access.warehouse import fetch_df, quote_ident, table_columns
 from explainers import patterns
+from explainers.errors import ValidationError
 from explainers.model import LoadedModel
 
 __all__ = [

@@ -24,10 +24,10 @@ import streamlit as st
 from app import cases, charts
 from app.resources import load_model, manifests, reader, workspace
 from data_access import shap_store
-from data_access.schema import FeatureSchema
 from data_access.shap_store import Cohort
 from data_access.warehouse import fetch_df, quote_ident
 from explainers.explanation import Explanation
+from explainers.schema import FeatureSchema
 
 __all__ = [
     "IMPORTANCE_MEASURES",

@@ -18,15 +18,15 @@ import duckdb
 import streamlit as st
 
 from data_access.audit import AuditLog
-from data_access.errors import (
+from data_access.registry_roots import registry_status
+from data_access.warehouse import open_journal
+from data_access.workspace import Workspace
+from explainers.errors import (
     ChecksumError,
     FraudLensError,
     RegistryError,
     RegistryUnavailableError,
 )
-from data_access.registry_roots import registry_status
-from data_access.warehouse import open_journal
-from data_access.workspace import Workspace
 from explainers.model import LoadedModel
 
 __all__ = ["audit", "journal", "load_model", "manifests", "reader", "workspace"]

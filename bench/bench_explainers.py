@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.schema import FeatureSchema
 from explainers.backends import catboost_shap_mode, explain, warm_reference
 from explainers.model import FRAMEWORKS, LoadedModel, catboost_frame
+from explainers.schema import FeatureSchema
 
 SEED = 20240601
 ROWS = 20_000

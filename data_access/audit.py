@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from data_access.errors import AuditError
+from explainers.errors import AuditError
 
 __all__ = [
     "ACTIONS",

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_access.errors import ExportError
+from explainers.errors import ExportError
 
 __all__ = [
     "DANGEROUS_PREFIXES",

@@ -19,8 +19,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from data_access.errors import ValidationError, WarehouseError
 from data_access.warehouse import fetch_df, quote_ident, run_sql, transaction
+from explainers.errors import ValidationError, WarehouseError
 
 __all__ = [
     "ANNOTATION_STATUSES",

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_access.errors import ChecksumError, ManifestError, RegistryError
 from data_access.exports import atomic_write_bytes
-from data_access.schema import FeatureSchema
+from explainers.errors import ChecksumError, ManifestError, RegistryError
 from explainers.model import LoadedModel, framework
+from explainers.schema import FeatureSchema
 
 STAGES = ("candidate", "champion", "archived")
 REQUIRED_KEYS = ("name", "version", "framework", "library_version", "artifact", "sha256",

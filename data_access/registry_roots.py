@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data_access.errors import RegistryError
 from data_access.registry import LocalRegistryRoot, RegistryRoot
 from data_access.registry_s3 import S3RegistryRoot
 from data_access.registry_sagemaker import SageMakerRegistryRoot
+from explainers.errors import RegistryError
 
 CACHE_DIR = ".registry-cache"
 

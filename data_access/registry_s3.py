@@ -27,15 +27,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_access.errors import (
+from data_access.exports import atomic_write_bytes
+from data_access.registry import LocalRegistryRoot, Manifest, check_name, sha256_hex
+from explainers.errors import (
     ChecksumError,
     ExportError,
     ManifestError,
     RegistryError,
     RegistryUnavailableError,
 )
-from data_access.exports import atomic_write_bytes
-from data_access.registry import LocalRegistryRoot, Manifest, check_name, sha256_hex
 from explainers.model import framework
 
 CONNECT_TIMEOUT_S = 2

@@ -28,13 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_access.errors import (
-    ArtifactFormatError,
-    ChecksumError,
-    ManifestError,
-    RegistryError,
-    RegistryUnavailableError,
-)
 from data_access.registry import Manifest, check_name
 from data_access.registry_s3 import (
     COOLDOWN_S,
@@ -50,6 +43,13 @@ from data_access.registry_s3 import (
     verify_bytes,
 )
 from data_access.safe_tar import build_archive, read_members
+from explainers.errors import (
+    ArtifactFormatError,
+    ChecksumError,
+    ManifestError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 
 META_SHA256 = "fraudlens_sha256"
 META_ARTIFACT = "fraudlens_artifact"

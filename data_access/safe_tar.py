@@ -16,7 +16,7 @@ import tarfile
 import zlib
 from collections.abc import Mapping
 
-from data_access.errors import ArtifactFormatError
+from explainers.errors import ArtifactFormatError
 
 MAX_MEMBERS = 64
 MAX_TOTAL_BYTES = 1 << 30  # 1 GiB of file content

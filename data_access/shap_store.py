@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_access.errors import ValidationError, WarehouseError
-from data_access.schema import FeatureSchema
 from data_access.warehouse import fetch_df, quote_ident, run_sql, table_names, transaction
+from explainers.errors import ValidationError, WarehouseError
+from explainers.schema import FeatureSchema
 
 SHAP_TABLES_DDL = """CREATE TABLE IF NOT EXISTS shap_tables (
     model_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, features VARCHAR NOT NULL)"""

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from data_access.errors import ValidationError, WarehouseError
+from explainers.errors import ValidationError, WarehouseError
 
 WAREHOUSE_FILE = "warehouse.duckdb"
 CORE_COLUMNS = ("transaction_id", "account_id", "event_time")

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.schema import ModelInput
 from explainers.explanation import ExplainError, Explanation
 from explainers.model import LoadedModel
+from explainers.schema import ModelInput
 
 __all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_for",
            "warm_reference"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from data_access.errors import ValidationError
+from explainers.errors import ValidationError
 
 __all__ = [
     "RECALL_FPRS",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.errors import FraudLensError
+from explainers.errors import FraudLensError
 
 __all__ = ["OUTPUT_SPACES", "AdditivityError", "ExplainError", "Explanation"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data_access.schema import ModelInput
 from explainers.backends import model_input_for
 from explainers.explanation import ExplainError, Explanation
 from explainers.model import LoadedModel
+from explainers.schema import ModelInput
 
 __all__ = ["PermutationImportance", "gain_importance", "mean_abs_shap", "permutation_importance",
            "ranked", "sample_positions"]

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.schema import ModelInput
 from explainers.backends import catboost_shap_mode, model_input_for
 from explainers.explanation import ExplainError, Explanation
 from explainers.importance import sample_positions
 from explainers.model import LoadedModel
+from explainers.schema import ModelInput
 
 __all__ = ["MISSING_LABEL", "dependence_data", "interaction_values", "strongest_interaction"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data_access.errors import ValidationError
+from explainers.errors import ValidationError
 from explainers.model import LoadedModel
 
 __all__ = ["LatencyMeasurement", "Sla", "machine_description", "measure_latency"]

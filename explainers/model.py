@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from data_access.errors import ArtifactFormatError
-from data_access.schema import MISSING_CATEGORY, FeatureSchema, ModelInput
+from explainers.errors import ArtifactFormatError
+from explainers.schema import MISSING_CATEGORY, FeatureSchema, ModelInput
 
 PICKLE_MAGIC = b"\x80"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from data_access.schema import FeatureSchema
+from explainers.schema import FeatureSchema
 
 __all__ = [
     "CHANGES",

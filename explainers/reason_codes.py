@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.schema import FeatureSchema
 from explainers.explanation import ExplainError, Explanation
+from explainers.schema import FeatureSchema
 
 __all__ = [
     "DIRECTIONS",

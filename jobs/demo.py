@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_access.errors import FraudLensError
 from data_access.warehouse import import_frames, run_sql, transaction
 from data_access.workspace import Workspace, sync_models
+from explainers.errors import FraudLensError
 from jobs import demo_world, train
 from jobs.explain import fill_store
 from jobs.scoring import score_transactions
@@ -101,7 +101,7 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
 
 
 def demo_world_schema():
-    from data_access.schema import FeatureSchema
+    from explainers.schema import FeatureSchema
 
     return FeatureSchema.from_dict(demo_world.DEMO_FEATURE_SCHEMA)
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_access.errors import ValidationError
-from data_access.schema import FeatureSchema
 from data_access.warehouse import quote_ident, run_sql, table_columns, transaction
+from explainers.errors import ValidationError
 from explainers.model import LoadedModel, sigmoid
+from explainers.schema import FeatureSchema
 from jobs.progress import progress
 
 _NUMERIC_SQL = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "BOOLEAN",

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from data_access.schema import FeatureSchema
 from explainers.model import catboost_frame
+from explainers.schema import FeatureSchema
 
 # Legitimate labels mature about 30 days after the event; fraud labels 2-40 days. Rows newer
 # than this are left out of training and holdout so known labels are not fraud-enriched.

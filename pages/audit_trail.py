@@ -7,7 +7,7 @@ import streamlit as st
 from app.auth import require
 from app.resources import audit
 from data_access.audit import ACTIONS, OUTCOMES
-from data_access.errors import AuditError
+from explainers.errors import AuditError
 
 PAGE_SIZE = 50
 MAX_ROWS = 5000

@@ -5,7 +5,7 @@ import streamlit as st
 from app import cases, charts, components, queries
 from app.auth import require
 from app.masking_ui import pii_view
-from data_access.errors import FraudLensError
+from explainers.errors import FraudLensError
 
 require("cases", "Case Explorer")
 st.title("Case Explorer")

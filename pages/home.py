@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import charts, components, queries
 from app.auth import require
-from data_access.errors import FraudLensError
+from explainers.errors import FraudLensError
 
 require("cases", "Home")
 st.title("FraudLens")

@@ -6,7 +6,7 @@ from app import comparison, components, queries, resources
 from app.auth import audit_event, can, require
 from app.charts import waterfall_chart
 from app.resources import load_model, reader, workspace
-from data_access.errors import AuditError, FraudLensError
+from explainers.errors import AuditError, FraudLensError
 from explainers.latency import LatencyMeasurement
 
 principal = require("compare", "Model comparison")

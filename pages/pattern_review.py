@@ -10,7 +10,7 @@ from app import components, patterns, queries
 from app.auth import audit_event, can, require
 from app.resources import journal, load_model, manifests, reader
 from data_access import findings as store
-from data_access.errors import AuditError, FraudLensError
+from explainers.errors import AuditError, FraudLensError
 
 principal = require("review", "Pattern review")
 st.title("Pattern Review")

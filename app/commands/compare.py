@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.common import cli_actor, iso_date, journal_at, record_export
-from data_access.errors import ValidationError
+from explainers.errors import ValidationError
 
 
 def _positive_int(text: str) -> int:

@@ -8,7 +8,7 @@ which this command does not set) or a folder. Both ends are verified: the artifa
 against its manifest's SHA-256 and format before it leaves, uploaded with that SHA-256 for S3 to
 check, and on pull checked against S3's checksum, the manifest and the framework's parser before
 it is written locally. A version arrives as a `candidate`: promotion is a separate step. No
-Streamlit here; errors are `data_access.errors` types, which the CLI prints as one line.
+Streamlit here; errors are `explainers.errors` types, which the CLI prints as one line.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_access.errors import RegistryError
 from data_access.registry import Manifest, ModelRegistry, RegistryRoot, check_name
 from data_access.registry_roots import CACHE_DIR, open_root, registry_status
 from data_access.registry_sagemaker import PACKAGE_KEYS
+from explainers.errors import RegistryError
 from explainers.model import framework
 
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from app import cases
-from data_access.schema import FeatureSchema
 from data_access.workspace import Workspace
 from explainers.explanation import Explanation
 from explainers.model import LoadedModel, sigmoid
+from explainers.schema import FeatureSchema
 from jobs.explain import explain_frame
 
 XGB, CATBOOST = "fraud_xgb@1", "fraud_catboost@1"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from app import cases, charts
-from data_access.schema import FeatureSchema
 from explainers.explanation import Explanation
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "amount_usd", "dtype": "float", "unit": "USD", "description": "Amount"},

@@ -166,7 +166,7 @@ def test_cli_compare_writes_report_and_csvs_and_audits_each_export(
 
 
 def test_cli_compare_refuses_a_single_model(workspace_copy: Path, tmp_path: Path) -> None:
-    from data_access.errors import ValidationError
+    from explainers.errors import ValidationError
 
     args = _compare_parser().parse_args(["--workspace", str(workspace_copy), "compare",
                                          "fraud_xgb", "--out", str(tmp_path / "r.html")])
@@ -210,7 +210,7 @@ def test_promotion_persists_in_the_registry_and_the_audit_trail(workspace_copy: 
 
 
 def test_promotion_is_refused_when_it_cannot_be_audited(workspace_copy: Path) -> None:
-    from data_access.errors import AuditError
+    from explainers.errors import AuditError
 
     ws = Workspace(workspace_copy)
 

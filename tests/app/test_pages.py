@@ -20,11 +20,11 @@ from app.auth import TEST_PRINCIPAL_KEY, Principal
 from app.components import PreparedExport, export_key
 from data_access import shap_store
 from data_access.audit import AuditLog
-from data_access.errors import AuditError
 from data_access.exports import csv_bytes
 from data_access.shap_store import Cohort
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
+from explainers.errors import AuditError
 from jobs.explain import explain_frame
 
 ROOT = Path(__file__).resolve().parents[2]

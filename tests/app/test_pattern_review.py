@@ -24,10 +24,10 @@ from app.auth import TEST_PRINCIPAL_KEY, Principal
 from app.commands.patterns import add_parser
 from data_access import findings as store
 from data_access.audit import AuditLog
-from data_access.errors import AuditError, ValidationError
 from data_access.exports import DANGEROUS_PREFIXES
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
+from explainers.errors import AuditError, ValidationError
 from explainers.patterns import Condition, Rule
 
 ROOT = Path(__file__).resolve().parents[2]

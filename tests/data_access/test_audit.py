@@ -20,7 +20,7 @@ from data_access.audit import (
     ensure_audit_table,
     record_hash,
 )
-from data_access.errors import AuditError
+from explainers.errors import AuditError
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

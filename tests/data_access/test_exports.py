@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from data_access import exports
 from data_access.audit import AuditLog
-from data_access.errors import AuditError, ExportError
 from data_access.exports import (
     DANGEROUS_PREFIXES,
     ExportResult,
@@ -27,6 +26,7 @@ from data_access.exports import (
     write_csv,
     write_parquet,
 )
+from explainers.errors import AuditError, ExportError
 
 DANGEROUS = ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
 

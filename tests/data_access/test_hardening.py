@@ -11,9 +11,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from data_access.errors import WarehouseError
 from data_access.warehouse import open_reader
 from data_access.workspace import Workspace
+from explainers.errors import WarehouseError
 
 
 @pytest.fixture

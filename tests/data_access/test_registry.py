@@ -12,16 +12,16 @@ import pytest
 import xgboost as xgb
 from catboost import CatBoostClassifier, Pool
 
-from data_access.errors import (
+from data_access.registry import LocalRegistryRoot, Manifest, ModelRegistry
+from explainers.errors import (
     ArtifactFormatError,
     ChecksumError,
     ManifestError,
     RegistryError,
     SchemaError,
 )
-from data_access.registry import LocalRegistryRoot, Manifest, ModelRegistry
-from data_access.schema import FeatureSchema
 from explainers.model import catboost_frame, framework
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "amount", "dtype": "float", "source": "stream", "description": "Amount",

@@ -15,18 +15,18 @@ import pytest
 import xgboost as xgb
 
 from app.commands.registry import add_parsers, cmd_pull, cmd_push
-from data_access.errors import (
+from data_access.registry import LocalRegistryRoot, ModelRegistry
+from data_access.registry_roots import open_root, registry_status
+from data_access.registry_s3 import S3RegistryRoot, aws_client, s3_checksum
+from data_access.registry_sagemaker import SageMakerRegistryRoot
+from data_access.workspace import Workspace
+from explainers.errors import (
     ChecksumError,
     ManifestError,
     RegistryError,
     RegistryUnavailableError,
 )
-from data_access.registry import LocalRegistryRoot, ModelRegistry
-from data_access.registry_roots import open_root, registry_status
-from data_access.registry_s3 import S3RegistryRoot, aws_client, s3_checksum
-from data_access.registry_sagemaker import SageMakerRegistryRoot
-from data_access.schema import FeatureSchema
-from data_access.workspace import Workspace
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "amount", "dtype": "float", "source": "stream", "description": "Amount"},

@@ -16,14 +16,14 @@ import pytest
 import xgboost as xgb
 
 from app.commands.registry import cmd_pull
-from data_access.errors import ArtifactFormatError, ChecksumError, RegistryError
 from data_access.registry import LocalRegistryRoot, Manifest, ModelRegistry
 from data_access.registry_roots import open_root, registry_status
 from data_access.registry_s3 import aws_client as _aws_client
 from data_access.registry_sagemaker import SageMakerRegistryRoot, stage_for
 from data_access.safe_tar import build_archive
-from data_access.schema import FeatureSchema
 from data_access.workspace import Workspace
+from explainers.errors import ArtifactFormatError, ChecksumError, RegistryError
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "amount", "dtype": "float", "source": "stream", "description": "Amount"},

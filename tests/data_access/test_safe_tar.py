@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from data_access.errors import ArtifactFormatError
 from data_access.safe_tar import build_archive, read_members
+from explainers.errors import ArtifactFormatError
 
 
 def _tar(*members: tuple[str, bytes | None, bytes], gz: bool = True) -> bytes:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_access.schema import FeatureSchema
 from explainers.model import FRAMEWORKS, LoadedModel, catboost_frame
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({
     "target": "is_fraud",

@@ -16,10 +16,10 @@ from catboost import Pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data_access.schema import FeatureSchema
 from explainers.backends import BACKENDS, catboost_shap_mode, explain
 from explainers.explanation import ExplainError
 from explainers.model import LoadedModel, catboost_frame
+from explainers.schema import FeatureSchema
 
 EXACT = 1e-5
 

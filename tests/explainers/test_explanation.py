@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_access.errors import FraudLensError
+from explainers.errors import FraudLensError
 from explainers.explanation import AdditivityError, ExplainError, Explanation
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_access.schema import FeatureSchema
 from explainers import patterns
 from explainers.patterns import Condition, Rule
+from explainers.schema import FeatureSchema
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [

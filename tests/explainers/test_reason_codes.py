@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_access.schema import FeatureSchema
 from explainers.backends import explain
 from explainers.explanation import ExplainError, Explanation
 from explainers.model import LoadedModel
 from explainers.reason_codes import FeatureCatalog, format_value, reason_codes
+from explainers.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({"target": "is_fraud", "features": [
     {"name": "amount_vs_30d_avg", "dtype": "float", "unit": "x",

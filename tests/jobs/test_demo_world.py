@@ -209,7 +209,7 @@ def test_schema_is_well_formed():
 
 
 def test_schema_parses_with_the_project_contract(world: World):
-    schema_mod = pytest.importorskip("data_access.schema")
+    schema_mod = pytest.importorskip("explainers.schema")
     schema = schema_mod.FeatureSchema.from_dict(DEMO_FEATURE_SCHEMA)
     assert schema.names == list(FEATURE_NAMES)
     schema.check_frame(world.transactions)

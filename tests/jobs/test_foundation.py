@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from app.cli import main
-from data_access.errors import ValidationError
 from data_access.warehouse import import_frames
 from data_access.workspace import Workspace
+from explainers.errors import ValidationError
 from jobs import demo_world, train
 from jobs.demo import demo_world_schema, labelled_frame
 from jobs.scoring import score_transactions

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_access.errors import SchemaError, ValidationError
+from explainers.errors import SchemaError, ValidationError
 
 DTYPES = ("float", "int", "bool", "category")
 SOURCES = ("stream", "batch", "static")
