@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.auth import NO_ROLE, can, current_principal, demo_active, deny, startup_problem
+from app.shell.auth import NO_ROLE, can, current_principal, demo_active, deny, startup_problem
 
 HERE = Path(__file__).parent
 DEMO_BANNER = "Demo mode — synthetic data, sign-in disabled, loopback only"

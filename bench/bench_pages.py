@@ -28,7 +28,7 @@ def _app(query: dict[str, str] | None = None):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from app.auth import TEST_PRINCIPAL_KEY, Principal
+    from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
 
     at = AppTest.from_file(ENTRY, default_timeout=120)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="bench", email="bench@example.com",

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
-from app.auth import require
-from app.resources import audit
+from app.shell.auth import require
+from app.shell.resources import audit
 from data_access.audit import ACTIONS, OUTCOMES
 from explainers.errors import AuditError
 

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from app import cases, charts, components, queries
-from app.auth import require
-from app.masking_ui import pii_view
+from app.services import case as case_service
+from app.shell import caches, components
+from app.shell.auth import require
+from app.shell.masking_ui import pii_view
+from app.views import charts
 from explainers.errors import FraudLensError
 
 require("cases", "Case Explorer")
@@ -13,17 +15,17 @@ st.title("Case Explorer")
 summary = components.warehouse_or_stop()
 infos = components.models_or_stop()
 ids = [m.model_id for m in infos]
-txn = cases.clean_id(st.query_params.get("txn"))
+txn = case_service.clean_id(st.query_params.get("txn"))
 if st.query_params.get("txn") and txn is None:
     st.warning("The link's transaction id is not a valid id (letters, digits, _ . : -).")
-linked = cases.resolve_model(st.query_params.get("model"), ids,
+linked = case_service.resolve_model(st.query_params.get("model"), ids,
                              [m.model_id for m in infos if m.stage == "champion"])
 if st.query_params.get("model") and linked is None:
     st.warning(f"The link names a model that is not registered; showing {ids[0]} instead.")
 model_id = components.model_picker(
     infos, key="case_model", default=linked, label="Model",
     help="Ranks the queue and explains the case. Every model's score is shown for the case.")
-schema = queries.model_info(model_id).schema
+schema = caches.model_info(model_id).schema
 countries = schema.feature("country").categories if "country" in schema.names else ()
 components.case_finder(model_id, countries or (), summary.first_event.date(),
                        summary.last_event.date())
@@ -32,7 +34,7 @@ if txn is None:
     st.info("Open a case: type its transaction id, look up an account, or pick one from the "
             "queue. A link like `cases?txn=T000000668&model=fraud_xgb@1` opens a case directly.")
     st.stop()
-row = queries.transaction(txn)
+row = caches.transaction(txn)
 if row.empty:
     components.missing(f"There is no transaction {txn} in this workspace. Check the id; if it "
                        "is new, import it and score it:",
@@ -46,7 +48,7 @@ if st.query_params.get("model") != model_id:
 
 st.header(f"Case {txn}")
 st.markdown(f"Link to this case: `{components.case_url(txn, model_id)}`")
-scores = queries.case_scores(txn)
+scores = caches.case_scores(txn)
 if scores.empty:
     components.missing("No model has scored this transaction yet.",
                        f"fraudlens score --model {model_id}")
@@ -57,7 +59,7 @@ for col, (_, s) in zip(st.columns(max(len(scores), 1)), scores.iterrows(), stric
                 f"top {components.pct(s['top_share'], 2)}")
 
 try:
-    case = queries.case_explanation(model_id, row)
+    case = caches.case_explanation(model_id, row)
 except FraudLensError as exc:
     st.error(f"This case cannot be explained with {model_id}: {exc}")
     st.stop()
@@ -71,7 +73,7 @@ chart_col, reasons_col = st.columns([3, 2])
 @st.fragment
 def waterfall() -> None:
     top_n = st.slider("Features shown", 3, len(case.feature_names), 10, key="wf_top")
-    components.chart(charts.waterfall_chart(cases.waterfall_steps(case, schema, top_n)))
+    components.chart(charts.waterfall_chart(case_service.waterfall_steps(case, schema, top_n)))
     st.caption("Bars add up from the base value (the model's average output) to this case's "
                "score in log-odds; the last bar gives the probability. Red pushes towards "
                "fraud, blue towards legit.")
@@ -80,23 +82,23 @@ def waterfall() -> None:
 with chart_col:
     waterfall()
 with reasons_col:
-    reasons = cases.case_reasons(case, schema)
+    reasons = case_service.case_reasons(case, schema)
     st.markdown("**What makes it look like fraud**")
-    st.markdown("\n".join(f"- {cases.reason_text(r, schema)}" for r in reasons.towards_fraud)
+    st.markdown("\n".join(f"- {case_service.reason_text(r, schema)}" for r in reasons.towards_fraud)
                 or "- nothing")
     st.markdown("**What makes it look legitimate**")
-    st.markdown("\n".join(f"- {cases.reason_text(r, schema)}" for r in reasons.towards_legit)
+    st.markdown("\n".join(f"- {case_service.reason_text(r, schema)}" for r in reasons.towards_legit)
                 or "- nothing")
 
 details_col, similar_col = st.columns([2, 3])
 with details_col:
     st.subheader("Transaction")
     st.caption("PII is masked; an admin can unmask it with a reason, which is audited.")
-    st.table(cases.detail_rows(pii_view(row, case_id=txn), schema), hide_index=True,
+    st.table(case_service.detail_rows(pii_view(row, case_id=txn), schema), hide_index=True,
              hide_header=True, border="horizontal")
 with similar_col:
     st.subheader("Similar past cases")
-    similar = queries.similar_cases(case)
+    similar = caches.similar_cases(case)
     if similar is None:
         components.missing(f"No SHAP values are stored for {model_id}, so there are no past "
                            "cases to compare with.", f"fraudlens explain --model {model_id}")
@@ -110,4 +112,4 @@ with similar_col:
 st.subheader("The account around this case")
 st.caption(f"The account's transactions 30 days either side, coloured by {model_id} score; "
            "the ringed point is this case. Amounts in USD on a log scale.")
-components.chart(charts.timeline_chart(queries.timeline(txn, model_id)))
+components.chart(charts.timeline_chart(caches.timeline(txn, model_id)))

@@ -4,8 +4,9 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app import charts, components, queries
-from app.auth import can, require
+from app.shell import caches, components
+from app.shell.auth import can, require
+from app.views import charts
 
 principal = require("patterns", "Global Patterns")
 st.title("Global Patterns")
@@ -15,8 +16,8 @@ st.caption("Which features drive the model's scores across a cohort, and how. Co
 summary = components.warehouse_or_stop()
 infos = components.models_or_stop()
 model_id = components.model_picker(infos, key="patterns_model")
-schema = queries.model_info(model_id).schema
-stored = queries.shap_coverage().query("model_id == @model_id")
+schema = caches.model_info(model_id).schema
+stored = caches.shap_coverage().query("model_id == @model_id")
 if stored.empty or int(stored["stored"].iloc[0]) == 0:
     components.missing(f"No SHAP values are stored for {model_id}; global patterns are computed "
                        "from the SHAP store. Fill it (add `--sample 200000` for a seeded sample "
@@ -34,9 +35,9 @@ segment = c3.selectbox("Segment by", [None, *schema.categorical], key="cohort_se
 segment_value = c4.selectbox("Segment value", schema.feature(segment).categories or (),
                              key=f"cohort_value_{segment}") if segment else None
 since, until = (window[0], window[-1]) if window else (None, None)
-cohort = queries.cohort_of(since, until, band[0], band[1], segment, segment_value)
+cohort = caches.cohort_of(since, until, band[0], band[1], segment, segment_value)
 
-table = queries.cohort_summary(model_id, cohort)
+table = caches.cohort_summary(model_id, cohort)
 rows = int(table["row_count"].iloc[0]) if len(table) else 0
 if rows == 0:
     st.info("No transaction with stored SHAP values falls in this cohort. Widen the dates or "
@@ -53,9 +54,9 @@ descriptions = {f.name: f.description for f in schema.features}
 @st.fragment
 def importance() -> None:
     st.subheader("Feature importance")
-    measure = st.radio("Measure", queries.IMPORTANCE_MEASURES, horizontal=True, key="imp_kind")
+    measure = st.radio("Measure", caches.IMPORTANCE_MEASURES, horizontal=True, key="imp_kind")
     with st.spinner("Computing…"):
-        view = queries.importance(model_id, cohort, measure)
+        view = caches.importance(model_id, cohort, measure)
     if view.table is None:
         st.info(view.note)
         return
@@ -67,7 +68,7 @@ def importance() -> None:
 def beeswarm() -> None:
     st.subheader("How values push scores (beeswarm)")
     n = st.select_slider("Transactions sampled", [500, 1000, 2000, 5000], 1000, key="bee_n")
-    points = queries.beeswarm_points(model_id, cohort, n)
+    points = caches.beeswarm_points(model_id, cohort, n)
     st.caption(f"{min(n, rows):,} transactions (seeded sample) × the 10 most important "
                "features. Each dot is a transaction; colour is the feature's value from low "
                "(blue) to high (red) within the sample; grey dots are categories or missing "
@@ -83,18 +84,18 @@ def dependence() -> None:
     partner = next(f for f in ranked if f != feature)
     why = "the most important other feature"
     if st.toggle("Colour by the strongest interacting feature (SHAP interaction values on "
-                 f"{queries.INTERACTION_ROWS} transactions: seconds, longer for CatBoost)",
+                 f"{caches.INTERACTION_ROWS} transactions: seconds, longer for CatBoost)",
                  key="dep_interactions"):
         with st.spinner("Computing SHAP interaction values…"):
-            partners = queries.strongest_partners(model_id, cohort, 1000)
+            partners = caches.strongest_partners(model_id, cohort, 1000)
         match = partners[partners["feature"] == feature] if partners is not None else None
         if match is not None and not match.empty and match["partner"].iloc[0]:
             partner = str(match["partner"].iloc[0])
             why = "its strongest interaction partner (mean |SHAP interaction value|)"
         else:
             why = (f"the most important other feature ({feature} is not among the "
-                   f"{queries.INTERACTION_TOP_K} features whose interactions are computed)")
-    points = queries.dependence_points(model_id, cohort, 1000, feature, partner)
+                   f"{caches.INTERACTION_TOP_K} features whose interactions are computed)")
+    points = caches.dependence_points(model_id, cohort, 1000, feature, partner)
     st.caption(f"SHAP of {feature} against its value for 1,000 sampled transactions; colour "
                f"is {partner}, {why}.")
     components.chart(charts.dependence_chart(

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import charts, components, queries
-from app.auth import require
+from app.shell import caches, components
+from app.shell.auth import require
+from app.views import charts
 from explainers.errors import FraudLensError
 
 require("cases", "Home")
@@ -11,9 +12,9 @@ st.title("FraudLens")
 st.caption("What is loaded in this workspace, and what to run next when something is missing.")
 
 try:
-    summary = queries.warehouse_summary()
-    infos = queries.models()
-    statuses = queries.model_statuses(infos, queries.scored_counts(), queries.shap_coverage())
+    summary = caches.warehouse_summary()
+    infos = caches.models()
+    statuses = caches.model_statuses(infos, caches.scored_counts(), caches.shap_coverage())
 except FraudLensError as exc:
     components.missing(str(exc), "fraudlens demo", kind="error")
     st.stop()
@@ -81,4 +82,4 @@ if summary.transactions:
     st.subheader("Label coverage per week")
     st.caption("Share of each week's transactions whose outcome is known. Chargebacks arrive "
                "weeks after the event, so recent weeks are only partly labelled.")
-    components.chart(charts.label_coverage_chart(queries.weekly_labels()))
+    components.chart(charts.label_coverage_chart(caches.weekly_labels()))

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from app import comparison, components, queries, resources
-from app.auth import audit_event, can, require
-from app.charts import waterfall_chart
-from app.resources import load_model, reader, workspace
+from app.services import model_comparison as comparison
+from app.shell import caches, components, resources
+from app.shell.auth import audit_event, can, require
+from app.shell.resources import load_model, reader, workspace
+from app.views.charts import waterfall_chart
 from explainers.errors import AuditError, FraudLensError
 from explainers.latency import LatencyMeasurement
 
@@ -15,7 +16,7 @@ st.caption("Candidates judged on the same matured holdout: labelled transactions
            "candidate's training data, whose labels have had time to arrive. Intervals are 95% "
            "bootstrap percentiles; differences are paired (same resamples for every model).")
 
-infos = queries.models()
+infos = caches.models()
 if len(infos) < 2:
     components.missing("Comparing needs two or more registered models.", "fraudlens demo")
     st.stop()
@@ -29,7 +30,7 @@ chosen = c1.multiselect("Candidates", list(labels), default=live[:2], key="cmp_m
 if len(chosen) < 2:
     st.info("Pick two or more models to compare.")
     st.stop()
-champions = [m for m in chosen if queries.model_info(m).stage == "champion"]
+champions = [m for m in chosen if caches.model_info(m).stage == "champion"]
 reference = c2.selectbox("Reference (the model you would switch from)", chosen,
                          index=chosen.index(champions[0]) if champions else 0,
                          key="cmp_reference", format_func=lambda m: labels.get(m, m))
@@ -63,7 +64,7 @@ with st.expander("Holdout, business and SLA settings", icon=":material/tune:"):
 settings = comparison.ComparisonSettings(
     as_of=as_of if newest is None or as_of != newest.date() else None,
     maturity_days=int(maturity), min_week_coverage=float(coverage), capacity=int(capacity),
-    review_cost=float(review_cost), sla_p99_ms=float(sla_ms), seed=queries.sample_seed(),
+    review_cost=float(review_cost), sla_p99_ms=float(sla_ms), seed=caches.sample_seed(),
     waterfall_cases=0)
 
 

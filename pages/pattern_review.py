@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app import components, patterns, queries
-from app.auth import audit_event, can, require
-from app.resources import journal, load_model, manifests, reader
+from app.services import pattern_review as patterns
+from app.shell import caches, components
+from app.shell.auth import audit_event, can, require
+from app.shell.resources import journal, load_model, manifests, reader
 from data_access import findings as store
 from explainers.errors import AuditError, FraudLensError
 
@@ -18,7 +19,7 @@ st.caption("What the model is finding this week, and what it misses. Each findin
            "the model explains alike (clusters of SHAP vectors), with a short rule that picks "
            "them out of all transactions, backtested against the labels known today.")
 
-infos = queries.models()
+infos = caches.models()
 if not infos:
     components.missing("No model is registered.", "fraudlens demo")
     st.stop()
@@ -40,7 +41,7 @@ if c3.button("Mine findings", type="primary", icon=":material/hub:", key="review
     try:
         with st.spinner("Clustering this window's cases and backtesting their rules…"):
             result = patterns.mine(reader(), load_model(model_id), window,
-                                   seed=queries.sample_seed(), threshold=threshold)
+                                   seed=caches.sample_seed(), threshold=threshold)
             store.store_findings(journal(), model_id, window.since, window.until,
                                  result.findings, result.members, principal.actor)
     except FraudLensError as exc:

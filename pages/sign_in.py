@@ -1,5 +1,5 @@
 """The only page anyone sees before signing in: it never touches the warehouse."""
 
-from app.auth import show_sign_in
+from app.shell.auth import show_sign_in
 
 show_sign_in()

@@ -1,1 +1,1 @@
-"""Command handlers for `fraudlens` subcommands that live outside app/cli.py."""
+"""The `fraudlens` command: `main.py` parses and dispatches; one module per command group."""

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.common import cli_actor, iso_date, journal_at, record_export
+from app.cli.common import cli_actor, iso_date, journal_at, record_export
 from explainers.errors import ValidationError
 
 
@@ -69,7 +69,7 @@ def _say(message: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from app import comparison
+    from app.services import model_comparison as comparison
     from data_access.audit import AuditLog
     from data_access.exports import write_csv
     from data_access.workspace import Workspace

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.commands import compare as compare_command
-from app.commands import patterns as patterns_command
-from app.commands.common import iso_date
-from app.commands.registry import add_parsers as add_registry_parsers
+from app.cli import compare as compare_command
+from app.cli import pattern_review as patterns_command
+from app.cli.common import iso_date
+from app.cli.registry import add_parsers as add_registry_parsers
 from explainers.errors import FraudLensError, ValidationError
 
 
@@ -139,7 +139,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.commands.common import cli_actor, journal_at, record_export
+    from app.cli.common import cli_actor, journal_at, record_export
     from data_access import shap_store
     from data_access.audit import AuditLog
     from data_access.exports import write_csv, write_parquet
@@ -180,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from app.commands.common import journal_at
+    from app.cli.common import journal_at
     from data_access.audit import AuditLog
 
     with journal_at(_workspace(args).path) as journal:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.common import cli_actor, iso_date, journal_at, record_export
+from app.cli.common import cli_actor, iso_date, journal_at, record_export
 from explainers.errors import ValidationError
 
 
@@ -66,7 +66,7 @@ def _say(message: str) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     """Mine, export (audited) and keep the findings; returns the exit status."""
-    from app import patterns
+    from app.services import pattern_review as patterns
     from data_access import findings as store
     from data_access.audit import AuditLog
     from data_access.workspace import Workspace

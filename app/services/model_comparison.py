@@ -1,5 +1,5 @@
 """Model comparison: assemble one matured holdout for two or more candidates from the warehouse
-and registry, run `explainers.comparison` / `explainers.latency` on it, and draw or write the
+and registry, run `explainers.comparison_stats` / `explainers.latency` on it, and draw or write the
 result (Altair charts, a self-contained HTML report, CSV tables). No Streamlit here: the page
 and `fraudlens compare` both call `build_report`.
 """
@@ -17,15 +17,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from app.cases import AMOUNT_COLUMN, case_explanation, transaction_row, waterfall_steps
-from app.charts import waterfall_chart
-from app.html_report import Chart, Columns, Html, Note, Section, render_html
+from app.services.case import AMOUNT_COLUMN, case_explanation, transaction_row, waterfall_steps
+from app.views.charts import waterfall_chart
+from app.views.html_report import Chart, Columns, Html, Note, Section, render_html
 from data_access import shap_store
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort
 from data_access.warehouse import fetch_df, quote_ident, table_columns
-from explainers import comparison as cmp
+from explainers import comparison_stats as cmp
 from explainers.errors import FraudLensError, ValidationError
 from explainers.latency import LatencyMeasurement, Sla, measure_latency
 from explainers.model import LoadedModel

@@ -27,12 +27,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from app.html_report import Chart, Note, Section, render_html
+from app.views.html_report import Chart, Note, Section, render_html
 from data_access import findings as store
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes, write_csv
 from data_access.shap_store import stored_table
 from data_access.warehouse import fetch_df, quote_ident, table_columns
-from explainers import patterns
+from explainers import clustering
 from explainers.errors import ValidationError
 from explainers.model import LoadedModel
 
@@ -223,7 +223,7 @@ class _Clusters:
     population: str
     cases: pd.DataFrame
     shap: np.ndarray
-    clustering: patterns.Clustering
+    clustering: clustering.Clustering
     ids: tuple[str, ...]
 
 
@@ -244,11 +244,11 @@ def _cluster_window(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: 
         rows = np.flatnonzero(cases["population"].to_numpy() == population)
         sub = cases.iloc[rows].reset_index(drop=True)
         values = shap[rows]
-        clustering = patterns.cluster_shap(values, seed)
+        clusters = clustering.cluster_shap(values, seed)
         ids = tuple(_finding_id(model.key, window, population,
-                                sub["transaction_id"][clustering.labels == c])
-                    for c in range(clustering.k))
-        out[population] = _Clusters(population, sub, values, clustering, ids)
+                                sub["transaction_id"][clusters.labels == c])
+                    for c in range(clusters.k))
+        out[population] = _Clusters(population, sub, values, clusters, ids)
     return out, computed
 
 
@@ -328,13 +328,13 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
     for population in POPULATIONS:
         cur, prev = now[population], before[population]
         cl, pcl = cur.clustering, prev.clustering
-        matches = patterns.match_weeks(cl.centroids, cl.sizes(), pcl.centroids, pcl.sizes())
-        reps = patterns.representatives(cur.shap, cl.labels, cl.centroids, REPRESENTATIVES)
-        dist = patterns.distances(cur.shap, cl.labels, cl.centroids) if cl.k else np.zeros(0)
+        matches = clustering.match_weeks(cl.centroids, cl.sizes(), pcl.centroids, pcl.sizes())
+        reps = clustering.representatives(cur.shap, cl.labels, cl.centroids, REPRESENTATIVES)
+        dist = clustering.distances(cur.shap, cl.labels, cl.centroids) if cl.k else np.zeros(0)
         for m in matches:
             if m.current is None:
                 prev_rows = pcl.labels == m.previous
-                drivers = patterns.drivers(prev.shap[prev_rows], names)
+                drivers = clustering.drivers(prev.shap[prev_rows], names)
                 gone.append({"finding_id": prev.ids[m.previous], "population": population,
                              "change": "gone", "cases_previous_week": m.size_before,
                              "drivers": drivers.head(TOP_DRIVERS)})
@@ -346,13 +346,13 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
             target = np.concatenate([
                 all_cases["transaction_id"].isin(sub["transaction_id"]).to_numpy(),
                 np.zeros(len(background), dtype=bool)])
-            rule = patterns.surrogate_rule(fit_frame, target, model.schema, seed=seed,
+            rule = clustering.surrogate_rule(fit_frame, target, model.schema, seed=seed,
                                            weights=weight)
             bt = store.backtest(con, rule.conditions, features, window.since, window.until)
-            drivers = patterns.drivers(cur.shap[in_c], names)
+            drivers = clustering.drivers(cur.shap[in_c], names)
             drift = None
             if m.previous is not None:
-                drift = patterns.attribution_drift(cur.shap[in_c],
+                drift = clustering.attribution_drift(cur.shap[in_c],
                                                    prev.shap[pcl.labels == m.previous], names)
             labelled = int(sub["is_fraud"].notna().sum())
             fraud = int((sub["is_fraud"] == 1).sum())
@@ -398,7 +398,7 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
     counts.update({"shap_computed": computed + computed_before,
                    "background_rows": len(background), "background_total": background_total})
     return MiningResult(model.key, window, window.previous(), threshold, seed, table,
-                        member_frame, patterns.attribution_drift(flagged_now, flagged_before,
+                        member_frame, clustering.attribution_drift(flagged_now, flagged_before,
                                                                  names), counts)
 
 

@@ -203,7 +203,7 @@ def can(principal: Principal | None, permission: str) -> bool:
 
 
 def _audit_log() -> Any:
-    from app.resources import audit  # late: keeps the journal closed until someone signs in
+    from app.shell.resources import audit  # late: keeps the journal closed until someone signs in
 
     return audit()
 

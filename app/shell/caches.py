@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cases, charts
-from app.resources import load_model, manifests, reader, workspace
+from app.services import case as cases
+from app.shell.resources import load_model, manifests, reader, workspace
+from app.views import charts
 from data_access import shap_store
 from data_access.shap_store import Cohort
 from data_access.warehouse import fetch_df, quote_ident
@@ -466,7 +467,7 @@ def cohort_explanation(model_id: str, cohort: Cohort, rows: int) -> Explanation 
 
 @_per_workspace(ttl=_TTL, max_entries=16)
 def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> pd.DataFrame:
-    """Beeswarm rows (app.charts.beeswarm_data) for the cohort's `top` features by mean
+    """Beeswarm rows (app.views.charts.beeswarm_data) for the cohort's `top` features by mean
     |SHAP| on a seeded sample of at most `rows` transactions."""
     shap, feats = beeswarm_sample(model_id, cohort, rows)
     info = model_info(model_id)

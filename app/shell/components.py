@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, queries
-from app.auth import audit_event
-from app.cases import case_link, clean_id
+from app.services.case import case_link, clean_id
+from app.shell import caches
+from app.shell.auth import audit_event
+from app.views import charts
 from data_access.exports import csv_bytes
 from explainers.errors import AuditError, FraudLensError
 
@@ -41,7 +42,7 @@ __all__ = [
 
 
 def chart(spec: charts.ChartSpec, *, key: str | None = None) -> None:
-    """Draw one of `app.charts`' charts (cached Vega-Lite template plus this run's rows)."""
+    """Draw one of `app.views.charts`' charts (cached Vega-Lite template plus this run's rows)."""
     st.vega_lite_chart(spec.rows, spec.template_dict(), key=key)
 
 
@@ -61,11 +62,11 @@ def missing(message: str, command: str | None = None, *, kind: str = "info") -> 
         st.code(command, language="bash")
 
 
-def warehouse_or_stop() -> queries.WarehouseSummary:
+def warehouse_or_stop() -> caches.WarehouseSummary:
     """The warehouse summary, or an empty state naming the fix (and the page stops) when the
     warehouse is missing, locked, not a FraudLens warehouse, or holds no transactions."""
     try:
-        summary = queries.warehouse_summary()
+        summary = caches.warehouse_summary()
     except FraudLensError as exc:
         missing(str(exc), "fraudlens demo", kind="error")
         st.stop()
@@ -77,9 +78,9 @@ def warehouse_or_stop() -> queries.WarehouseSummary:
     return summary
 
 
-def models_or_stop() -> list[queries.ModelInfo]:
+def models_or_stop() -> list[caches.ModelInfo]:
     """Registered models, or an empty state with the commands that register one."""
-    infos = queries.models()
+    infos = caches.models()
     if not infos:
         missing("No model is registered in this workspace, so there are no scores to explain. "
                 "Build the demo, or register a model trained elsewhere and score with it:",
@@ -89,11 +90,11 @@ def models_or_stop() -> list[queries.ModelInfo]:
     return infos
 
 
-def model_label(info: queries.ModelInfo) -> str:
+def model_label(info: caches.ModelInfo) -> str:
     return f"{info.model_id} · {info.framework} · {info.stage}"
 
 
-def model_picker(models: Sequence[queries.ModelInfo], *, key: str, label: str = "Model",
+def model_picker(models: Sequence[caches.ModelInfo], *, key: str, label: str = "Model",
                  default: str | None = None, help: str | None = None) -> str:
     """A selectbox of registered models; returns the chosen model id."""
     ids = [m.model_id for m in models]
@@ -139,7 +140,7 @@ def case_finder(model_id: str, countries: Sequence[str], first: date, last: date
         account = clean_id(st.text_input("Account id", placeholder="e.g. A0000380",
                                          key="find_account"))
         if account:
-            rows = queries.account_cases(account, model_id)
+            rows = caches.account_cases(account, model_id)
             if rows.empty:
                 st.info(f"No transactions for account {account}. Check the id.")
             else:
@@ -161,9 +162,9 @@ def _queue(model_id: str, countries: Sequence[str], first: date, last: date) -> 
     max_amount = high.number_input("Max amount ($)", min_value=0.0, value=None, step=100.0,
                                    key="queue_max_amount")
     since, until = (window[0], window[-1]) if window else (None, None)
-    rows = queries.queue(model_id, since, until, band[0], band[1], tuple(chosen), min_amount,
+    rows = caches.queue(model_id, since, until, band[0], band[1], tuple(chosen), min_amount,
                          max_amount)
-    if model_id not in set(queries.scored_counts()["model_id"]):
+    if model_id not in set(caches.scored_counts()["model_id"]):
         missing(f"{model_id} has not scored any transaction yet.",
                 f"fraudlens score --model {model_id}")
         return

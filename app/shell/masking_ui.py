@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.auth import audit_event, can, current_principal
+from app.shell.auth import audit_event, can, current_principal
 from data_access.masking import mask_frame
 from explainers.errors import AuditError
 

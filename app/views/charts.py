@@ -98,8 +98,8 @@ def _pct(p: float) -> str:
 def waterfall_chart(steps: pd.DataFrame) -> ChartSpec:
     """Horizontal waterfall, top to bottom: base value, one bar per step, the final score.
 
-    `steps` is `app.cases.waterfall_steps` output (log-odds); base and final bars start at 0,
-    every other bar starts where the previous one ended. Labels give each step in log-odds
+    `steps` is `app.services.case.waterfall_steps` output (log-odds); base and final bars start
+    at 0, every other bar starts where the previous one ended. Labels give each step in log-odds
     and the probability at the end.
     """
     df = steps.copy()

@@ -18,7 +18,8 @@ from explainers.errors import WarehouseError
 
 @pytest.fixture
 def app_reader(workspace_copy: Path):
-    """The connection the app uses: `Workspace.reader()` (what `app.resources.reader` caches)."""
+    """The connection the app uses: `Workspace.reader()` (what `app.shell.resources.reader`
+    caches)."""
     con = Workspace.at(workspace_copy).reader()
     yield con
     con.close()

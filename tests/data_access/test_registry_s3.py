@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from app.commands.registry import add_parsers, cmd_pull, cmd_push
+from app.cli.registry import add_parsers, cmd_pull, cmd_push
 from data_access.registry import LocalRegistryRoot, ModelRegistry
 from data_access.registry_roots import open_root, registry_status
 from data_access.registry_s3 import S3RegistryRoot, aws_client, s3_checksum

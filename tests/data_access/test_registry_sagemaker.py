@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from app.commands.registry import cmd_pull
+from app.cli.registry import cmd_pull
 from data_access.registry import LocalRegistryRoot, Manifest, ModelRegistry
 from data_access.registry_roots import open_root, registry_status
 from data_access.registry_s3 import aws_client as _aws_client

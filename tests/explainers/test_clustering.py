@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explainers import patterns
-from explainers.patterns import Condition, Rule
+from explainers import clustering
+from explainers.clustering import Condition, Rule
 from explainers.schema import FeatureSchema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def _shap_blobs(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 def test_planted_explanation_directions_are_recovered_as_clusters() -> None:
     values, truth = _shap_blobs()
-    found = patterns.cluster_shap(values, seed=7)
+    found = clustering.cluster_shap(values, seed=7)
     assert found.k == 3
     assert found.segments >= found.k
     for c in range(3):
@@ -56,12 +56,12 @@ def test_planted_explanation_directions_are_recovered_as_clusters() -> None:
 
 def test_clustering_is_seeded_and_handles_tiny_inputs() -> None:
     values, _ = _shap_blobs()
-    a = patterns.cluster_shap(values, seed=11)
-    b = patterns.cluster_shap(values.copy(), seed=11)
+    a = clustering.cluster_shap(values, seed=11)
+    b = clustering.cluster_shap(values.copy(), seed=11)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.centroids, b.centroids)
-    assert patterns.cluster_shap(np.zeros((0, 4)), seed=1).k == 0
-    one = patterns.cluster_shap(np.ones((5, 4)), seed=1)
+    assert clustering.cluster_shap(np.zeros((0, 4)), seed=1).k == 0
+    one = clustering.cluster_shap(np.ones((5, 4)), seed=1)
     assert one.k == 1 and list(one.labels) == [0] * 5
 
 
@@ -69,15 +69,15 @@ def test_representatives_are_the_cases_closest_to_the_centroid() -> None:
     values = np.array([[0.0, 0.0], [1.0, 1.0], [0.9, 1.0], [5.0, 5.0], [3.0, 3.0]])
     labels = np.array([0, 0, 0, 1, 1])
     centroids = np.array([[1.0, 1.0], [4.0, 4.0]])
-    reps = patterns.representatives(values, labels, centroids, per_cluster=2)
+    reps = clustering.representatives(values, labels, centroids, per_cluster=2)
     assert list(reps[0]) == [1, 2]
     assert list(reps[1]) == [3, 4]  # equal distance: the earlier row first
-    np.testing.assert_allclose(patterns.distances(values, labels, centroids)[:2],
+    np.testing.assert_allclose(clustering.distances(values, labels, centroids)[:2],
                                [np.sqrt(2), 0.0])
 
 
 def test_drivers_are_signed_means_strongest_first() -> None:
-    d = patterns.drivers(np.array([[1.0, -3.0, 0.5], [3.0, -2.0, -0.5]]), ["a", "b", "c"])
+    d = clustering.drivers(np.array([[1.0, -3.0, 0.5], [3.0, -2.0, -0.5]]), ["a", "b", "c"])
     assert list(d["feature"]) == ["b", "a", "c"]
     assert list(d["mean_shap"]) == [-2.5, 2.0, 0.0]
     assert list(d["mean_abs_shap"]) == [2.5, 2.0, 0.5]
@@ -102,11 +102,11 @@ def _account_takeover_frame(n: int = 4000, seed: int = 5) -> tuple[pd.DataFrame,
 
 def test_surrogate_rule_reads_like_the_planted_pattern() -> None:
     frame, planted = _account_takeover_frame()
-    rule = patterns.surrogate_rule(frame, planted, SCHEMA, seed=7)
+    rule = clustering.surrogate_rule(frame, planted, SCHEMA, seed=7)
     assert 1 <= len(rule.conditions) <= 3
     features = {c.feature for c in rule.conditions}
     assert features <= {"new_device", "minutes_since_password_reset", "amount_vs_30d_avg"}
-    hit = patterns.rule_mask(frame, rule)
+    hit = clustering.rule_mask(frame, rule)
     assert (hit & planted).sum() / planted.sum() >= 0.9
     assert (hit & planted).sum() / hit.sum() >= 0.9
     assert rule.sample_precision == pytest.approx((hit & planted).sum() / hit.sum())
@@ -120,9 +120,9 @@ def test_sample_weights_make_precision_a_population_estimate() -> None:
     rng = np.random.default_rng(1)
     keep = planted | (rng.random(len(frame)) < 0.1)
     weights = np.where(planted[keep], 1.0, 10.0)
-    rule = patterns.surrogate_rule(frame[keep].reset_index(drop=True), planted[keep], SCHEMA,
+    rule = clustering.surrogate_rule(frame[keep].reset_index(drop=True), planted[keep], SCHEMA,
                                    seed=7, weights=weights)
-    hit = patterns.rule_mask(frame, rule)
+    hit = clustering.rule_mask(frame, rule)
     full_precision = (hit & planted).sum() / hit.sum()
     assert rule.sample_precision == pytest.approx(full_precision, abs=0.1)
 
@@ -146,13 +146,13 @@ def test_condition_text(condition: Condition, text: str) -> None:
 
 def test_rule_mask_follows_sql_null_semantics() -> None:
     frame = pd.DataFrame({"x": [1.0, np.nan, 5.0], "channel": ["web", None, "api"]})
-    assert list(patterns.rule_mask(frame, [Condition("x", "<=", 2.0)])) == [True, False, False]
-    assert list(patterns.rule_mask(frame, [Condition("x", "<=", 2.0, or_missing=True)])) == [
+    assert list(clustering.rule_mask(frame, [Condition("x", "<=", 2.0)])) == [True, False, False]
+    assert list(clustering.rule_mask(frame, [Condition("x", "<=", 2.0, or_missing=True)])) == [
         True, True, False]
-    assert list(patterns.rule_mask(frame, [Condition("channel", "not in", levels=("web",))])) \
+    assert list(clustering.rule_mask(frame, [Condition("channel", "not in", levels=("web",))])) \
         == [False, False, True]
     rule = Rule((Condition("x", ">", 0.0), Condition("channel", "in", levels=("api",))))
-    assert list(patterns.rule_mask(frame, Rule.from_json(rule.to_json()))) == [False, False, True]
+    assert list(clustering.rule_mask(frame, Rule.from_json(rule.to_json()))) == [False, False, True]
     with pytest.raises(ValueError):
         Condition("x", "in", 1.0)
 
@@ -160,26 +160,26 @@ def test_rule_mask_follows_sql_null_semantics() -> None:
 def test_week_matching_labels_new_growing_shrinking_stable_and_gone() -> None:
     now = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0]])
     before = np.array([[0.9, 0.1, 0], [0, 2.0, 0.1], [0, 0.1, 3.0], [-1.0, 0, 0]])
-    matches = patterns.match_weeks(now, [30, 10, 50, 5], before, [10, 20, 48, 7])
+    matches = clustering.match_weeks(now, [30, 10, 50, 5], before, [10, 20, 48, 7])
     by_now = {m.current: m for m in matches if m.current is not None}
     assert [by_now[i].change for i in range(4)] == ["growing", "shrinking", "stable", "new"]
     assert by_now[0].previous == 0 and by_now[0].similarity == pytest.approx(0.9939, abs=1e-3)
     gone = [m for m in matches if m.current is None]
     assert [(m.previous, m.change, m.size_before) for m in gone] == [(3, "gone", 7)]
-    assert patterns.match_weeks(now[:0], [], before, [1, 2, 3, 4])[0].change == "gone"
+    assert clustering.match_weeks(now[:0], [], before, [1, 2, 3, 4])[0].change == "gone"
 
 
 def test_attribution_drift_ranks_features_by_change_in_reliance() -> None:
     now = np.array([[2.0, 0.1, -1.0], [2.0, -0.1, -1.0]])
     before = np.array([[0.5, 0.1, -1.2], [0.5, 0.1, -0.8]])
-    drift = patterns.attribution_drift(now, before, ["a", "b", "c"])
+    drift = clustering.attribution_drift(now, before, ["a", "b", "c"])
     assert list(drift["feature"]) == ["a", "b", "c"]
     assert drift.loc[0, "change_mean_abs_shap"] == pytest.approx(1.5)
     assert drift.loc[0, "mean_shap_before"] == pytest.approx(0.5)
 
 
-def test_patterns_module_imports_no_streamlit_or_duckdb() -> None:
-    code = ("import json, sys, explainers.patterns\n"
+def test_clustering_module_imports_no_streamlit_or_duckdb() -> None:
+    code = ("import json, sys, explainers.clustering\n"
             "print(json.dumps(sorted(k for k in ('streamlit', 'duckdb', 'shap') "
             "if k in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
-from explainers import comparison as cmp
+from explainers import comparison_stats as cmp
 from explainers.latency import Sla, measure_latency
 
 UTC = "UTC"

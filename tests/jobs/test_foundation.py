@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from data_access.warehouse import import_frames
 from data_access.workspace import Workspace
 from explainers.errors import ValidationError

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from data_access import shap_store
 from data_access.shap_store import Cohort
 from data_access.workspace import Workspace

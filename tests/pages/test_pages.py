@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.auth import TEST_PRINCIPAL_KEY, Principal
-from app.components import PreparedExport, export_key
+from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
+from app.shell.components import PreparedExport, export_key
 from data_access import shap_store
 from data_access.audit import AuditLog
 from data_access.exports import csv_bytes
@@ -206,7 +206,7 @@ def test_shap_summary_download_is_the_cli_export_and_is_audited(app_env: Path, t
         con.close()
     assert prepared.data == csv_bytes(expected)
 
-    from app.cli import main
+    from app.cli.main import main
 
     out = tmp_path / "summary.csv"
     assert main(["--workspace", str(app_env), "export", "shap-summary", "--model", XGB,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import cases
+from app.services import case as cases
 from data_access.workspace import Workspace
 from explainers.explanation import Explanation
 from explainers.model import LoadedModel, sigmoid

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from app import comparison
+from app.services import model_comparison as comparison
 from data_access.audit import AuditLog
 from data_access.exports import csv_bytes
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
 from explainers.latency import measure_latency
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODELS = ("fraud_xgb@1", "fraud_catboost@1")
 SETTINGS = comparison.ComparisonSettings(n_resamples=40, waterfall_cases=1)
 quick_latency = functools.partial(measure_latency, single_row_calls=20, warmup=2,
@@ -127,7 +127,7 @@ def test_html_report_is_self_contained(demo_workspace: Path, tmp_path: Path,
 
 
 def _compare_parser() -> argparse.ArgumentParser:
-    from app.commands import compare
+    from app.cli import compare
 
     parser = argparse.ArgumentParser(prog="fraudlens")
     parser.add_argument("--workspace")
@@ -228,7 +228,7 @@ def test_promotion_is_refused_when_it_cannot_be_audited(workspace_copy: Path) ->
 def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path):
     from streamlit.testing.v1 import AppTest
 
-    from app.auth import TEST_PRINCIPAL_KEY, Principal
+    from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
 
     monkeypatch.setenv("FRAUDLENS_TESTING", "1")
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace))

@@ -19,18 +19,18 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import patterns
-from app.auth import TEST_PRINCIPAL_KEY, Principal
-from app.commands.patterns import add_parser
+from app.cli.pattern_review import add_parser
+from app.services import pattern_review as patterns
+from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
 from data_access import findings as store
 from data_access.audit import AuditLog
 from data_access.exports import DANGEROUS_PREFIXES
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
+from explainers.clustering import Condition, Rule
 from explainers.errors import AuditError, ValidationError
-from explainers.patterns import Condition, Rule
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 APP = str(ROOT / "streamlit_app.py")
 RECOVERY_ROWS = 50_000
 RECOVERY_WINDOW = patterns.Window(date(2026, 10, 5), date(2026, 11, 2))

@@ -15,11 +15,11 @@ from streamlit.testing.v1 import AppTest
 
 import data_access.warehouse
 import data_access.workspace
-from app.auth import TEST_PRINCIPAL_KEY, Principal, role_from_claims
+from app.shell.auth import TEST_PRINCIPAL_KEY, Principal, role_from_claims
 from data_access.audit import AuditLog
 from data_access.warehouse import open_journal
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 60
 SECRETS = {
@@ -137,7 +137,7 @@ def test_signed_out_visitor_sees_only_sign_in_and_no_warehouse_opens(app_env: Pa
                         lambda *a, **k: opened.append(a) or real_reader(*a, **k))
     monkeypatch.setattr(data_access.warehouse, "open_journal",
                         lambda *a, **k: opened.append(a) or real_journal(*a, **k))
-    import app.resources as resources
+    import app.shell.resources as resources
 
     monkeypatch.setattr(resources, "open_journal",
                         lambda *a, **k: opened.append(a) or real_journal(*a, **k))
@@ -167,9 +167,9 @@ def test_injected_test_principal_is_ignored_without_testing_flag(app_env: Path, 
 def test_injected_test_principal_is_ignored_in_a_served_app(app_env: Path, monkeypatch,
                                                            nav_calls):
     """Injection only works under AppTest (a mock Runtime), never under `streamlit run`."""
-    import app.auth
+    import app.shell.auth
 
-    monkeypatch.setattr(app.auth, "_served", lambda: True)
+    monkeypatch.setattr(app.shell.auth, "_served", lambda: True)
     at = _app()
     at.session_state[TEST_PRINCIPAL_KEY] = Principal("eve", "eve@example.com", "Eve", "admin")
     at.run()
@@ -225,9 +225,9 @@ def test_analyst_opening_audit_page_is_denied_and_audited(app_env: Path):
 
 def test_router_denies_even_if_the_page_forgot_its_gate(app_env: Path, monkeypatch):
     """The router checks the selected page's permission before running it."""
-    import app.auth
+    import app.shell.auth
 
-    monkeypatch.setattr(app.auth, "require", lambda permission, page: None)
+    monkeypatch.setattr(app.shell.auth, "require", lambda permission, page: None)
     at = _app(_user(["fraud-analysts"])).run()
     at.switch_page("pages/audit_trail.py").run()
     assert "You don't have access to Audit Trail (role analyst)" in at.error[0].value
@@ -288,7 +288,7 @@ def test_audit_page_reports_first_bad_seq(app_env: Path):
 UNMASK_SCRIPT = """
 import pandas as pd
 import streamlit as st
-from app.masking_ui import pii_view
+from app.shell.masking_ui import pii_view
 
 frame = pd.DataFrame({"transaction_id": ["T1"], "email": ["jane.doe@example.com"],
                       "card_number": ["4000123412341234"]})

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.auth import TEST_PRINCIPAL_KEY, Principal
+from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[3] / "streamlit_app.py")
 
 
 def _closed_port() -> int:

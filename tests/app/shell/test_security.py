@@ -12,8 +12,8 @@ import pytest
 import streamlit
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[2]
-UI_SOURCES = sorted([ROOT / "streamlit_app.py", *(ROOT / "app").glob("*.py"),
+ROOT = Path(__file__).resolve().parents[3]
+UI_SOURCES = sorted([ROOT / "streamlit_app.py", *(ROOT / "app").rglob("*.py"),
                      *(ROOT / "pages").glob("*.py")])
 
 
@@ -64,7 +64,7 @@ def test_no_raw_html_reaches_the_browser(path: Path):
 
 
 def test_unmasked_pii_is_never_cached():
-    source = (ROOT / "app/masking_ui.py").read_text(encoding="utf-8")
+    source = (ROOT / "app/shell/masking_ui.py").read_text(encoding="utf-8")
     assert "cache_data" not in source and "cache_resource" not in source
 
 
@@ -94,7 +94,7 @@ def test_masking_module_does_not_import_streamlit():
 
 def test_app_reader_is_the_hardened_connection(workspace_copy: Path, monkeypatch):
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
-    from app import resources
+    from app.shell import resources
 
     con = resources.reader()
     settings = dict(con.execute(
@@ -107,7 +107,7 @@ def test_app_reader_is_the_hardened_connection(workspace_copy: Path, monkeypatch
 
 MODEL_SCRIPT = """
 import streamlit as st
-from app.resources import load_model, manifests
+from app.shell.resources import load_model, manifests
 
 st.write(sorted(m["model_id"] for m in manifests()))
 try:
@@ -129,7 +129,7 @@ def test_tampered_artifact_keeps_last_verified_model_with_warning(workspace_copy
                                                                   monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from app import resources
+    from app.shell import resources
 
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
     at = AppTest.from_string(MODEL_SCRIPT, default_timeout=60).run()

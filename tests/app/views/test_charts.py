@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import cases, charts
+from app.services import case as cases
+from app.views import charts
 from explainers.explanation import Explanation
 from explainers.schema import FeatureSchema
 

@@ -1,0 +1,1 @@
+"""Altair charts and HTML report sections: no Streamlit, no SQL."""
