@@ -6,21 +6,14 @@ from datetime import date, datetime
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from data_access import shap_store
 from data_access.shap_store import Cohort
 from data_access.warehouse import quote_ident
+from explainers.frames import explain_frame
 from explainers.model import LoadedModel
 from jobs.progress import progress
 from jobs.scoring import check_warehouse_features, feature_select
-
-
-def explain_frame(model: LoadedModel, frame: pd.DataFrame):
-    """Explain rows of a transactions frame; `explain` raises if base + sum(SHAP) != margin."""
-    from explainers.backends import explain
-
-    return explain(model, model.prepare(frame), row_ids=frame["transaction_id"].to_numpy())
 
 
 def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,

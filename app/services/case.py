@@ -335,7 +335,7 @@ def case_explanation(con: duckdb.DuckDBPyConnection, model: LoadedModel,
     stored = stored_case_explanation(con, model.key, model.schema, transaction)
     if stored is not None:
         return stored
-    from jobs.explain import explain_frame  # loads the SHAP engine only when needed
+    from explainers.frames import explain_frame  # loads the SHAP engine only when needed
 
     transaction_id = str(transaction["transaction_id"].iloc[0])
     expl = explain_frame(model, transaction.iloc[:1])

@@ -263,7 +263,7 @@ def _attributions(con: duckdb.DuckDBPyConnection, model: LoadedModel, holdout: p
             rows = features.merge(stored[["transaction_id"]], on="transaction_id")
             return (stored[["transaction_id", *names]], rows,
                     f"SHAP store, {len(stored):,} holdout rows")
-    from jobs.explain import explain_frame
+    from explainers.frames import explain_frame
 
     sample = features.sample(n=min(settings.shap_sample, len(features)),
                              random_state=settings.seed).sort_values("transaction_id")

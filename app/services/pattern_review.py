@@ -204,7 +204,7 @@ def _case_shap(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Windo
             values.loc[got.index, names] = got[names].to_numpy()
     todo = values.index[values.isna().any(axis=1)]
     if len(todo):
-        from jobs.explain import explain_frame
+        from explainers.frames import explain_frame
 
         frame = cases.set_index("transaction_id").loc[todo].reset_index()
         expl = explain_frame(model, frame)

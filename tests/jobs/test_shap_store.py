@@ -12,7 +12,8 @@ from app.cli.main import main
 from data_access import shap_store
 from data_access.shap_store import Cohort
 from data_access.workspace import Workspace
-from jobs.explain import explain_frame, fill_store
+from explainers.frames import explain_frame
+from jobs.explain import fill_store
 
 FEATURE_COLS = slice(2, None)
 

@@ -25,7 +25,7 @@ from data_access.shap_store import Cohort
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
 from explainers.errors import AuditError
-from jobs.explain import explain_frame
+from explainers.frames import explain_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")

@@ -13,9 +13,9 @@ import pytest
 from app.services import case as cases
 from data_access.workspace import Workspace
 from explainers.explanation import Explanation
+from explainers.frames import explain_frame
 from explainers.model import LoadedModel, sigmoid
 from explainers.schema import FeatureSchema
-from jobs.explain import explain_frame
 
 XGB, CATBOOST = "fraud_xgb@1", "fraud_catboost@1"
 
