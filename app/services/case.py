@@ -1,7 +1,8 @@
-"""Case lookup for the Case Explorer: queue, case details, waterfall steps, similar cases.
+"""The analyst's case: links and ids, the case's details as text, its SHAP explanation (stored
+or computed now), waterfall steps, reasons in plain words, and similar labelled cases.
 
-No Streamlit here: `app/queries.py` caches these and the page draws them, and tests call them
-directly with a warehouse connection. Every query is parameterised and targeted by id.
+No Streamlit and no SQL here: `data_access.case_queries` reads the lake, `app.shell.caches`
+caches these for the pages, and tests call them directly with a warehouse connection.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,47 +17,45 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from data_access import shap_store
-from data_access.warehouse import fetch_df, quote_ident, table_columns
+from data_access.case_queries import (
+    AMOUNT_COLUMN,
+    COUNTRY_COLUMN,
+    case_summaries,
+    labelled_shap_rows,
+    stored_shap_row,
+)
 from explainers.explanation import Explanation
+from explainers.frames import explain_frame
 from explainers.model import LoadedModel, sigmoid
 from explainers.neighbours import nearest_cases
 from explainers.reason_codes import FeatureCatalog, ReasonCode, format_value, reason_codes
 from explainers.schema import Feature, FeatureSchema
+from explainers.timeutil import to_utc
 
 __all__ = [
-    "AMOUNT_COLUMN",
-    "COUNTRY_COLUMN",
+    "NEIGHBOUR_POOL_SIZE",
     "CaseExplanation",
     "CaseReasons",
     "NeighbourPool",
-    "QueueFilter",
-    "account_timeline",
-    "account_transactions",
     "case_explanation",
     "case_link",
     "case_reasons",
-    "case_scores",
-    "case_summaries",
     "clean_id",
     "detail_rows",
-    "fetch_queue",
     "md_escape",
+    "nearest_labelled",
     "neighbour_pool",
-    "queue_sql",
     "reason_text",
     "resolve_model",
     "shown_value",
     "similar_cases",
     "stored_case_explanation",
-    "transaction_row",
     "waterfall_steps",
 ]
 
-AMOUNT_COLUMN = "amount_usd"
-COUNTRY_COLUMN = "country"
-# Columns shown in lists (queue, timeline, similar cases): never PII.
-LIST_COLUMNS = ("txn_type", AMOUNT_COLUMN, COUNTRY_COLUMN, "channel")
+# Labelled stored cases that similar cases are drawn from: big enough to find close ones,
+# small enough to hold per model in the app's cache.
+NEIGHBOUR_POOL_SIZE = 20_000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 
 
@@ -98,144 +96,6 @@ def _version_key(model_id: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
 
-# --------------------------------------------------------------------------- the queue
-
-
-@dataclass(frozen=True)
-class QueueFilter:
-    """Which scored transactions the queue lists, highest scores first."""
-
-    model_id: str
-    since: date | None = None
-    until: date | None = None  # inclusive: the last day shown
-    min_score: float = 0.0
-    max_score: float = 1.0
-    countries: tuple[str, ...] = ()
-    min_amount: float | None = None
-    max_amount: float | None = None
-    limit: int = 200
-
-
-def _list_columns(columns: Collection[str]) -> list[str]:
-    return [c for c in LIST_COLUMNS if c in columns]
-
-
-def queue_sql(f: QueueFilter, columns: Collection[str]) -> tuple[str, list[object]]:
-    """Highest scores first for one model, filtered; values are parameters, column names come
-    from the fixed list above and only when the warehouse has them."""
-    clauses = ["sc.model_id = ?", "sc.score >= ?", "sc.score <= ?"]
-    params: list[object] = [f.model_id, float(f.min_score), float(f.max_score)]
-    if f.since is not None:
-        clauses.append("t.event_time >= ?")
-        params.append(_utc(f.since))
-    if f.until is not None:
-        clauses.append("t.event_time < ?")
-        params.append(_utc(f.until + timedelta(days=1)))
-    if f.countries and COUNTRY_COLUMN in columns:
-        clauses.append(f"CAST(t.{quote_ident(COUNTRY_COLUMN)} AS VARCHAR) IN "
-                       f"({', '.join('?' for _ in f.countries)})")
-        params.extend(str(c) for c in f.countries)
-    if AMOUNT_COLUMN in columns:
-        if f.min_amount is not None:
-            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} >= ?")
-            params.append(float(f.min_amount))
-        if f.max_amount is not None:
-            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} <= ?")
-            params.append(float(f.max_amount))
-    extra = "".join(f", CAST(t.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}"
-                    if c not in (AMOUNT_COLUMN,) else f", t.{quote_ident(c)}"
-                    for c in _list_columns(columns))
-    sql = (f"SELECT t.transaction_id, t.event_time, sc.score{extra}, l.is_fraud "
-           "FROM scores sc JOIN transactions t ON t.transaction_id = sc.transaction_id "
-           "LEFT JOIN labels l ON l.transaction_id = sc.transaction_id "
-           f"WHERE {' AND '.join(clauses)} ORDER BY sc.score DESC, t.transaction_id LIMIT ?")
-    params.append(int(f.limit))
-    return sql, params
-
-
-def fetch_queue(con: duckdb.DuckDBPyConnection, f: QueueFilter) -> pd.DataFrame:
-    """The queue as a frame: transaction_id, event_time, score, list columns, outcome."""
-    sql, params = queue_sql(f, table_columns(con, "transactions"))
-    return _with_outcome(fetch_df(con, sql, params))
-
-
-def _with_outcome(df: pd.DataFrame) -> pd.DataFrame:
-    if "is_fraud" in df.columns:
-        df = df.assign(outcome=_outcome(df.pop("is_fraud")))
-    return df
-
-
-def _outcome(is_fraud: pd.Series) -> pd.Series:
-    mapped = is_fraud.map({1: "fraud", 0: "legit"})
-    return mapped.astype(object).where(is_fraud.notna(), "unlabelled")
-
-
-def _utc(value: date) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-# --------------------------------------------------------------------------- one case
-
-
-def transaction_row(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
-    """Every column of one transaction (PII included: never cache this), 0 or 1 rows."""
-    return fetch_df(con, "SELECT * FROM transactions WHERE transaction_id = ?",
-                    [transaction_id])
-
-
-def account_transactions(con: duckdb.DuckDBPyConnection, account_id: str,
-                         model_id: str, limit: int = 200) -> pd.DataFrame:
-    """An account's transactions, newest first, with the model's score (non-PII columns)."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
-    return _with_outcome(fetch_df(
-        con,
-        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud "
-        "FROM transactions t LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id "
-        "AND sc.model_id = ? LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
-        "WHERE t.account_id = ? ORDER BY t.event_time DESC, t.transaction_id LIMIT ?",
-        [model_id, account_id, int(limit)]))
-
-
-def account_timeline(con: duckdb.DuckDBPyConnection, transaction_id: str, model_id: str,
-                     days: int = 30, limit: int = 500) -> pd.DataFrame:
-    """The case's account around the case: its transactions from `days` before to `days`
-    after, with this model's score and the outcome; `is_case` marks the case itself. Keyed by
-    the transaction, so no account id enters a cache key or the result."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
-    df = fetch_df(
-        con,
-        "WITH c AS (SELECT account_id, event_time FROM transactions WHERE transaction_id = ?) "
-        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud, "
-        "t.transaction_id = ? AS is_case "
-        "FROM transactions t JOIN c ON t.account_id = c.account_id "
-        "AND t.event_time BETWEEN c.event_time - to_days(?) AND c.event_time + to_days(?) "
-        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
-        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
-        "ORDER BY t.event_time, t.transaction_id LIMIT ?",
-        [transaction_id, transaction_id, int(days), int(days), model_id, int(limit)])
-    return _with_outcome(df)
-
-
-def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
-    """Every model's score for one transaction with its rank among all that model scored:
-    model_id, score, margin, flagged, rank (1 = highest), scored (n), top_share (rank / n)."""
-    df = fetch_df(
-        con,
-        "WITH c AS (SELECT model_id, score, margin, flagged FROM scores "
-        "WHERE transaction_id = ?) "
-        "SELECT c.model_id, c.score, c.margin, c.flagged, "
-        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id "
-        "AND s.score > c.score) + 1 AS rank, "
-        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id) AS scored "
-        "FROM c ORDER BY c.model_id",
-        [transaction_id])
-    df["top_share"] = df["rank"] / df["scored"].where(df["scored"] > 0)
-    return df
-
-
 # What an analyst reads first about a transaction, when the warehouse has it.
 DETAIL_FIRST = ("transaction_id", "event_time", AMOUNT_COLUMN, "currency", "txn_type",
                 "payment_method", "asset", "channel", COUNTRY_COLUMN, "account_id")
@@ -261,7 +121,7 @@ def _detail_text(column: str, value: Any, schema: FeatureSchema | None) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
     if column == "event_time":
-        return f"{_utc(value):%Y-%m-%d %H:%M:%S} UTC"
+        return f"{to_utc(value):%Y-%m-%d %H:%M:%S} UTC"
     feature = _feature(schema, column) if schema else None
     if column == AMOUNT_COLUMN and feature is None:
         return format_value(float(value), "USD")
@@ -311,15 +171,12 @@ def stored_case_explanation(con: duckdb.DuckDBPyConnection, model_id: str,
                             schema: FeatureSchema,
                             transaction: pd.DataFrame) -> CaseExplanation | None:
     """The case's row from the SHAP store, or None when it was not stored."""
-    stored = shap_store.stored_table(con, model_id)
+    transaction_id = str(transaction["transaction_id"].iloc[0])
+    stored = stored_shap_row(con, model_id, transaction_id)
     if stored is None:
         return None
-    table, features = stored
-    transaction_id = str(transaction["transaction_id"].iloc[0])
-    cols = ", ".join(quote_ident(f) for f in features)
-    row = fetch_df(con, f"SELECT base_value, flagged, {cols} FROM {quote_ident(table)} "
-                   "WHERE transaction_id = ? LIMIT 1", [transaction_id])
-    if row.empty or list(features) != schema.names:
+    row, features = stored
+    if row.empty or features != schema.names:
         return None
     x = schema.model_input(transaction.iloc[:1])
     expl = Explanation(values=row[features].to_numpy(dtype=float),
@@ -335,8 +192,6 @@ def case_explanation(con: duckdb.DuckDBPyConnection, model: LoadedModel,
     stored = stored_case_explanation(con, model.key, model.schema, transaction)
     if stored is not None:
         return stored
-    from explainers.frames import explain_frame  # loads the SHAP engine only when needed
-
     transaction_id = str(transaction["transaction_id"].iloc[0])
     expl = explain_frame(model, transaction.iloc[:1])
     return CaseExplanation(model.key, transaction_id, expl, "computed on demand")
@@ -455,41 +310,19 @@ class NeighbourPool:
         return len(self.transaction_ids)
 
 
-def neighbour_pool(con: duckdb.DuckDBPyConnection, model_id: str, size: int = 25_000,
-                   seed: int = 7) -> NeighbourPool | None:
+def neighbour_pool(con: duckdb.DuckDBPyConnection, model_id: str,
+                   size: int = NEIGHBOUR_POOL_SIZE, seed: int = 7) -> NeighbourPool | None:
     """A seeded sample of at most `size` labelled cases from the SHAP store."""
-    stored = shap_store.stored_table(con, model_id)
-    if stored is None:
+    rows = labelled_shap_rows(con, model_id, size, seed)
+    if rows is None:
         return None
-    table, features = stored
-    cols = ", ".join(f"s.{quote_ident(f)}" for f in features)
-    df = fetch_df(
-        con,
-        f"SELECT s.transaction_id, l.is_fraud, t.event_time, {cols} "
-        f"FROM {quote_ident(table)} s JOIN labels l USING (transaction_id) "
-        "JOIN transactions t USING (transaction_id) "
-        "ORDER BY hash(s.transaction_id || ?), s.transaction_id LIMIT ?",
-        [str(seed), int(size)])
+    df, features = rows
     return NeighbourPool(model_id, tuple(features), df["transaction_id"].to_numpy(dtype=object),
                          df[features].to_numpy(dtype=float), df["is_fraud"].to_numpy(dtype=int),
                          df["event_time"].to_numpy())
 
 
-def case_summaries(con: duckdb.DuckDBPyConnection, transaction_ids: list[str],
-                   model_id: str) -> pd.DataFrame:
-    """Non-PII list columns, the model's score and the outcome for a few transactions."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
-    return _with_outcome(fetch_df(
-        con,
-        f"SELECT t.transaction_id{extra}, sc.score, l.is_fraud FROM transactions t "
-        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
-        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
-        "WHERE t.transaction_id IN (SELECT unnest(?::VARCHAR[]))",
-        [model_id, [str(i) for i in transaction_ids]]))
-
-
-def similar_cases(case: CaseExplanation, pool: NeighbourPool, k: int = 5) -> pd.DataFrame:
+def nearest_labelled(case: CaseExplanation, pool: NeighbourPool, k: int = 5) -> pd.DataFrame:
     """The k labelled cases nearest to this one in SHAP space (the case itself excluded):
     transaction_id, event_time, distance (log-odds), outcome."""
     columns = ["transaction_id", "event_time", "distance", "outcome"]
@@ -505,3 +338,18 @@ def similar_cases(case: CaseExplanation, pool: NeighbourPool, k: int = 5) -> pd.
         "distance": np.array([d for _, d in keep], dtype=float),
         "outcome": np.where(pool.is_fraud[idx] == 1, "fraud", "legit"),
     }, columns=columns)
+
+
+def similar_cases(con: duckdb.DuckDBPyConnection, case: CaseExplanation, pool: NeighbourPool,
+                  k: int = 5) -> pd.DataFrame:
+    """The case's nearest labelled neighbours with their details (list columns and score),
+    outcome, distance, score and amount first."""
+    near = nearest_labelled(case, pool, k=k)
+    if near.empty:
+        return near
+    details = case_summaries(con, near["transaction_id"].tolist(), case.model_id).drop(
+        columns=["outcome"])
+    out = near.merge(details, on="transaction_id", how="left")
+    first = ["transaction_id", "outcome", "distance", "score", AMOUNT_COLUMN, "txn_type"]
+    return out[[c for c in first if c in out.columns]
+               + [c for c in out.columns if c not in first]]

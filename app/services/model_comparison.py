@@ -17,10 +17,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from app.services.case import AMOUNT_COLUMN, case_explanation, transaction_row, waterfall_steps
+from app.services.case import case_explanation, waterfall_steps
 from app.views.charts import waterfall_chart
 from app.views.html_report import Chart, Columns, Html, Note, Section, render_html
 from data_access import shap_store
+from data_access.case_queries import AMOUNT_COLUMN, transaction_row
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort

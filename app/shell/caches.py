@@ -1,9 +1,11 @@
-"""Cached, parameterised warehouse queries for the pages: frames and dataclasses out.
+"""Every cache the pages use, in one place: parameterised lake reads and service results,
+keyed by the workspace (and so by the lake the app reads) as well as the arguments.
 
 `st.cache_data` holds only small results without PII (aggregates, scores, SHAP, the queue's
 non-PII columns); anything with PII (a transaction's row, an account search) is queried per
 run by id and never cached. Every query runs on its own cursor of the shared read-only
-connection.
+connection. The logic lives in `app.services` and the SQL in `data_access`: a cache here
+binds one of those to the app's connection and adds nothing else.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, TypeVar, cast
 
 import duckdb
@@ -21,27 +22,36 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.services import case as cases
-from app.shell.resources import load_model, manifests, reader, workspace
+from app.services import case, overview
+from app.services.cohort import (
+    IMPORTANCE_MEASURES,
+    ImportanceView,
+    cohort_of,
+    importance_view,
+    sample_explanation,
+)
+from app.services.overview import ModelInfo, model_statuses
+from app.shell.resources import data_version, load_model, manifests, reader, workspace
 from app.views import charts
-from data_access import shap_store
+from data_access import case_queries, cohort_queries, shap_store, warehouse_stats
+from data_access.lake import cursor_for
 from data_access.shap_store import Cohort
-from data_access.warehouse import fetch_df, quote_ident
+from data_access.warehouse_stats import WarehouseSummary
 from explainers.explanation import Explanation
 from explainers.schema import FeatureSchema
 
 __all__ = [
     "IMPORTANCE_MEASURES",
+    "INTERACTION_ROWS",
+    "INTERACTION_TOP_K",
     "ImportanceView",
     "ModelInfo",
-    "ModelStatus",
     "WarehouseSummary",
     "account_cases",
     "beeswarm_points",
     "beeswarm_sample",
     "case_explanation",
     "case_scores",
-    "case_summaries",
     "cohort_explanation",
     "cohort_of",
     "cohort_summary",
@@ -70,10 +80,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
-    """`st.cache_data`, keyed by the workspace path as well as the arguments, so one process
-    never serves one workspace's results for another."""
+    """`st.cache_data`, keyed by the workspace path and the lake's data version as well as the
+    arguments, so one process never serves one workspace's results for another, and new data
+    shows on the next run."""
     def decorate(func: F) -> F:
-        def keyed(ws: str, *args: Any, **kwargs: Any) -> Any:
+        def keyed(ws: str, version: str, *args: Any, **kwargs: Any) -> Any:
             return func(*args, **kwargs)
 
         # Streamlit keys a cache by module, qualified name and source: make each one distinct.
@@ -83,10 +94,32 @@ def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
 
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return cached(str(workspace().path), *args, **kwargs)
+            return cached(str(workspace().path), data_version(), *args, **kwargs)
 
         return cast("F", call)
     return decorate
+
+
+@contextmanager
+def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    cur = cursor_for(reader())
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+def _on_cursor(query: Callable[..., Any], **cache_options: Any) -> Callable[..., Any]:
+    """`query(con, *args)` run on a fresh cursor of the app's reader; cached per workspace
+    when `cache_options` are given (never for results that hold PII)."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _cursor() as cur:
+            return query(cur, *args, **kwargs)
+
+    run.__name__ = query.__name__
+    run.__qualname__ = f"{query.__module__}.{query.__qualname__}"
+    run.__doc__ = query.__doc__
+    return _per_workspace(**cache_options)(run) if cache_options else run
 
 
 def sample_seed() -> int:
@@ -97,147 +130,34 @@ def sample_seed() -> int:
         return 7
 
 
-@contextmanager
-def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
-    cur = reader().cursor()
-    try:
-        yield cur
-    finally:
-        cur.close()
-
-
 # --------------------------------------------------------------------------- what is loaded
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A registered model as the pages show it."""
-
-    model_id: str
-    name: str
-    version: str
-    framework: str
-    stage: str
-    roc_auc: float | None
-    pr_auc: float | None
-    created_at: str
-    schema: FeatureSchema
 
 
 def models() -> list[ModelInfo]:
     """Registered models, champions first, then by name and version."""
-    out = []
-    for m in manifests():
-        metrics = m.get("metrics", {})
-        out.append(ModelInfo(
-            m["model_id"], m["name"], str(m["version"]), m["framework"], m["stage"],
-            metrics.get("roc_auc"), metrics.get("pr_auc"), str(m.get("created_at", "")),
-            FeatureSchema.from_dict(m["feature_schema"])))
-    stage_order = {"champion": 0, "candidate": 1, "archived": 2}
-    return sorted(out, key=lambda i: (stage_order.get(i.stage, 3), i.name, i.version))
+    return overview.model_infos(manifests())
 
 
 def model_info(model_id: str) -> ModelInfo | None:
     return next((m for m in models() if m.model_id == model_id), None)
 
 
-@dataclass(frozen=True)
-class WarehouseSummary:
-    transactions: int
-    accounts: int
-    first_event: pd.Timestamp | None
-    last_event: pd.Timestamp | None
-    labelled: int
-    labelled_fraud: int
-
-    @property
-    def label_share(self) -> float:
-        return self.labelled / self.transactions if self.transactions else 0.0
+def _schema(model_id: str) -> FeatureSchema:
+    info = model_info(model_id)
+    return info.schema if info else load_model(model_id).schema
 
 
-@_per_workspace(ttl=_TTL)
-def warehouse_summary() -> WarehouseSummary:
-    with _cursor() as cur:
-        n, accounts, first, last = cur.execute(
-            "SELECT count(*), count(DISTINCT account_id), min(event_time), max(event_time) "
-            "FROM transactions").fetchone()
-        labelled, fraud = cur.execute(
-            "SELECT count(*), coalesce(sum(l.is_fraud), 0) FROM labels l "
-            "SEMI JOIN transactions t USING (transaction_id)").fetchone()
-    return WarehouseSummary(int(n), int(accounts), _ts(first), _ts(last), int(labelled),
-                            int(fraud))
-
-
-def _ts(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-@_per_workspace(ttl=_TTL)
-def weekly_labels() -> pd.DataFrame:
-    """Per week (Monday, UTC): transactions, labelled, fraud, share labelled."""
-    with _cursor() as cur:
-        df = fetch_df(
-            cur,
-            "SELECT date_trunc('week', t.event_time) AS week, count(*) AS transactions, "
-            "count(l.transaction_id) AS labelled, coalesce(sum(l.is_fraud), 0) AS fraud "
-            "FROM transactions t LEFT JOIN labels l USING (transaction_id) "
-            "GROUP BY 1 ORDER BY 1")
-    df["share"] = df["labelled"] / df["transactions"]
-    return df
-
-
-@_per_workspace(ttl=_TTL)
-def scored_counts() -> pd.DataFrame:
-    """Per model: transactions scored, flagged inputs, last scoring time."""
-    with _cursor() as cur:
-        return fetch_df(cur, "SELECT model_id, count(*) AS scored, "
-                             "count(*) FILTER (WHERE flagged) AS flagged_inputs, "
-                             "max(scored_at) AS last_scored FROM scores GROUP BY 1")
-
-
-@_per_workspace(ttl=_TTL)
-def shap_coverage() -> pd.DataFrame:
-    """Per model with a SHAP table: rows stored against rows scored."""
-    with _cursor() as cur:
-        return shap_store.coverage(cur)
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """A model with what the warehouse holds for it and the next command to run, if any."""
-
-    info: ModelInfo
-    scored: int
-    stored: int
-    next_command: str | None
-
-    @property
-    def shap_share(self) -> float:
-        return self.stored / self.scored if self.scored else 0.0
-
-
-def model_statuses(infos: list[ModelInfo], scored: pd.DataFrame,
-                   coverage: pd.DataFrame) -> list[ModelStatus]:
-    """Join models with their scored and SHAP-stored counts; name the command each lacks:
-    `fraudlens score` when unscored, `fraudlens explain` when SHAP is missing or partial."""
-    n_scored = dict(zip(scored["model_id"], scored["scored"], strict=True))
-    n_stored = dict(zip(coverage["model_id"], coverage["stored"], strict=True))
-    out = []
-    for info in infos:
-        s, st_ = int(n_scored.get(info.model_id, 0)), int(n_stored.get(info.model_id, 0))
-        command = None
-        if s == 0:
-            command = f"fraudlens score --model {info.model_id}"
-        elif st_ < s:
-            command = f"fraudlens explain --model {info.model_id}"
-        out.append(ModelStatus(info, s, st_, command))
-    return out
-
+warehouse_summary = _on_cursor(warehouse_stats.warehouse_summary, ttl=_TTL)
+weekly_labels = _on_cursor(warehouse_stats.weekly_labels, ttl=_TTL)
+scored_counts = _on_cursor(warehouse_stats.scored_counts, ttl=_TTL)
+shap_coverage = _on_cursor(shap_store.coverage, ttl=_TTL)
 
 # --------------------------------------------------------------------------- cases
+
+transaction = _on_cursor(case_queries.transaction_row)  # PII: never cached, mask before showing
+account_cases = _on_cursor(case_queries.account_transactions)  # a typed account id: not cached
+case_scores = _on_cursor(case_queries.case_scores, ttl=60, max_entries=256)
+timeline = _on_cursor(case_queries.account_timeline, ttl=60, max_entries=256)
 
 
 @_per_workspace(ttl=60, max_entries=64)
@@ -245,94 +165,44 @@ def queue(model_id: str, since: date | None, until: date | None, min_score: floa
           max_score: float, countries: tuple[str, ...], min_amount: float | None,
           max_amount: float | None, limit: int = 200) -> pd.DataFrame:
     """Highest-scored transactions for the filters (no PII columns, so it may be cached)."""
-    f = cases.QueueFilter(model_id, since, until, min_score, max_score, countries, min_amount,
-                          max_amount, limit)
+    f = case_queries.QueueFilter(model_id, since, until, min_score, max_score, countries,
+                                 min_amount, max_amount, limit)
     with _cursor() as cur:
-        return cases.fetch_queue(cur, f)
+        return case_queries.fetch_queue(cur, f)
 
 
-def transaction(transaction_id: str) -> pd.DataFrame:
-    """One transaction with every column, PII included: never cached, mask before showing."""
+@_per_workspace(ttl=_TTL, max_entries=4)
+def neighbour_pool(model_id: str) -> case.NeighbourPool | None:
     with _cursor() as cur:
-        return cases.transaction_row(cur, transaction_id)
+        return case.neighbour_pool(cur, model_id, seed=sample_seed())
 
 
-def account_cases(account_id: str, model_id: str) -> pd.DataFrame:
-    """An account's transactions (looked up by a typed account id: not cached)."""
-    with _cursor() as cur:
-        return cases.account_transactions(cur, account_id, model_id)
-
-
-@_per_workspace(ttl=60, max_entries=256)
-def case_scores(transaction_id: str) -> pd.DataFrame:
-    with _cursor() as cur:
-        return cases.case_scores(cur, transaction_id)
-
-
-@_per_workspace(ttl=60, max_entries=256)
-def timeline(transaction_id: str, model_id: str) -> pd.DataFrame:
-    with _cursor() as cur:
-        return cases.account_timeline(cur, transaction_id, model_id)
-
-
-@_per_workspace(ttl=60, max_entries=256)
-def case_summaries(transaction_ids: tuple[str, ...], model_id: str) -> pd.DataFrame:
-    with _cursor() as cur:
-        return cases.case_summaries(cur, list(transaction_ids), model_id)
-
-
-def similar_cases(case: cases.CaseExplanation, k: int = 5) -> pd.DataFrame | None:
+def similar_cases(found: case.CaseExplanation, k: int = 5) -> pd.DataFrame | None:
     """The case's nearest labelled neighbours in SHAP space with their details; None when
     the model has no SHAP store to compare against."""
-    pool = neighbour_pool(case.model_id)
+    pool = neighbour_pool(found.model_id)
     if pool is None:
         return None
-    near = cases.similar_cases(case, pool, k=k)
-    if near.empty:
-        return near
-    details = case_summaries(tuple(near["transaction_id"]), case.model_id).drop(
-        columns=["outcome"])
-    out = near.merge(details, on="transaction_id", how="left")
-    first = ["transaction_id", "outcome", "distance", "score", cases.AMOUNT_COLUMN, "txn_type"]
-    return out[[c for c in first if c in out.columns]
-               + [c for c in out.columns if c not in first]]
+    with _cursor() as cur:
+        return case.similar_cases(cur, found, pool, k=k)
 
 
-def case_explanation(model_id: str, row: pd.DataFrame) -> cases.CaseExplanation:
+def case_explanation(model_id: str, row: pd.DataFrame) -> case.CaseExplanation:
     """The case's SHAP from the store (one targeted query), else computed on demand."""
     return _case_explanation(model_id, str(row["transaction_id"].iloc[0]), row)
 
 
 @_per_workspace(ttl=60, max_entries=256)
 def _case_explanation(model_id: str, transaction_id: str,
-                      _row: pd.DataFrame) -> cases.CaseExplanation:
+                      _row: pd.DataFrame) -> case.CaseExplanation:
     # keyed by model and transaction only (`_row` is not hashed); the result holds the
     # model's feature values and SHAP, none of the row's PII columns
     model = load_model(model_id)
     with _cursor() as cur:
-        return cases.case_explanation(cur, model, _row)
-
-
-@_per_workspace(ttl=_TTL, max_entries=4)
-def neighbour_pool(model_id: str, size: int = 20_000) -> cases.NeighbourPool | None:
-    with _cursor() as cur:
-        return cases.neighbour_pool(cur, model_id, size=size, seed=sample_seed())
+        return case.case_explanation(cur, model, _row)
 
 
 # --------------------------------------------------------------------------- global patterns
-
-
-def cohort_of(since: date | None = None, until: date | None = None, min_score: float = 0.0,
-              max_score: float = 1.0, segment: str | None = None,
-              segment_value: str | None = None) -> Cohort:
-    """The Cohort the pattern widgets describe: `until` is the last day shown (inclusive),
-    score bounds at 0 and 1 mean no bound, a segment needs both a feature and a value."""
-    has_segment = bool(segment) and segment_value is not None
-    return Cohort(since=since, until=None if until is None else until + timedelta(days=1),
-                  min_score=None if min_score <= 0 else float(min_score),
-                  max_score=None if max_score >= 1 else float(max_score),
-                  segment=segment if has_segment else None,
-                  segment_value=str(segment_value) if has_segment else None)
 
 
 @_per_workspace(ttl=_TTL, max_entries=64)
@@ -352,19 +222,6 @@ def gain_table(model_id: str) -> pd.DataFrame:
     return gain_importance(load_model(model_id))
 
 
-def _labelled_sample(cur: duckdb.DuckDBPyConnection, model_id: str, schema: FeatureSchema,
-                     cohort: Cohort, limit: int, seed: int) -> pd.DataFrame:
-    where, params = cohort.where(schema.categorical)
-    cols = ", ".join(f"t.{quote_ident(n)}" for n in schema.names)
-    return fetch_df(
-        cur,
-        f"SELECT t.transaction_id, {cols}, l.is_fraud FROM transactions t "
-        "JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
-        f"JOIN labels l ON l.transaction_id = t.transaction_id WHERE {where} "
-        "ORDER BY hash(t.transaction_id || ?), t.transaction_id LIMIT ?",
-        [model_id, *params, str(seed), int(limit)])
-
-
 @_per_workspace(ttl=_TTL, max_entries=32)
 def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
                       n_repeats: int = 3) -> tuple[pd.DataFrame, int, float] | None:
@@ -374,7 +231,8 @@ def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
 
     model = load_model(model_id)
     with _cursor() as cur:
-        df = _labelled_sample(cur, model_id, model.schema, cohort, sample, sample_seed())
+        df = cohort_queries.labelled_sample(cur, model_id, model.schema, cohort, sample,
+                                            sample_seed())
     y = df["is_fraud"].to_numpy(dtype=int)
     if len(np.unique(y)) < 2:
         return None
@@ -383,54 +241,20 @@ def permutation_table(model_id: str, cohort: Cohort, sample: int = 2000,
     return result.table, result.n_rows, result.baseline_auc
 
 
-IMPORTANCE_MEASURES = ("Mean |SHAP| (this cohort)", "Gain (the model's own)",
-                       "Permutation (ROC AUC drop)")
-
-
-@dataclass(frozen=True)
-class ImportanceView:
-    """One importance measure ready to draw: the table (None when it cannot be computed),
-    its value column, axis title, and a note saying what it measures."""
-
-    table: pd.DataFrame | None
-    value: str
-    title: str
-    note: str
-
-
 def importance(model_id: str, cohort: Cohort, measure: str) -> ImportanceView:
     """Mean |SHAP| over the cohort (the SHAP store), the model's gain (training), or the
     ROC AUC lost when shuffling each feature (a labelled sample of the cohort)."""
     info = model_info(model_id)
     meanings = {f.name: f.description for f in info.schema.features} if info else {}
     if measure == IMPORTANCE_MEASURES[1]:
-        view = ImportanceView(gain_table(model_id), "gain", "Share of total gain",
-                              "How much each feature's splits improved the model in training; "
-                              "it does not depend on the cohort.")
-    elif measure == IMPORTANCE_MEASURES[2]:
+        return importance_view(measure, gain_table(model_id), meanings)
+    if measure == IMPORTANCE_MEASURES[2]:
         result = permutation_table(model_id, cohort)
         if result is None:
-            return ImportanceView(None, "auc_drop", "", "Permutation importance needs both "
-                                  "fraud and legit labels in the cohort; this cohort has only "
-                                  "one kind, or no labels yet.")
+            return importance_view(measure, None, meanings)
         table, n, auc = result
-        view = ImportanceView(table, "auc_drop", "ROC AUC lost when shuffled",
-                              f"Seeded sample of {n:,} labelled cohort transactions, baseline "
-                              f"ROC AUC {auc:.3f} (the sample may include training rows), "
-                              "3 shuffles per feature.")
-    else:
-        view = ImportanceView(cohort_summary(model_id, cohort), "mean_abs_shap",
-                              "Mean |SHAP| (log-odds)",
-                              "Average size of each feature's contribution over the cohort.")
-    table = view.table.assign(description=view.table["feature"].map(meanings))
-    return ImportanceView(table, view.value, view.title, view.note)
-
-
-def _feature_rows(cur: duckdb.DuckDBPyConnection, schema: FeatureSchema,
-                  ids: list[str]) -> pd.DataFrame:
-    cols = ", ".join(quote_ident(n) for n in schema.names)
-    return fetch_df(cur, f"SELECT transaction_id, {cols} FROM transactions "
-                         "WHERE transaction_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+        return importance_view(measure, table, meanings, (n, auc))
+    return importance_view(measure, cohort_summary(model_id, cohort), meanings)
 
 
 @_per_workspace(ttl=_TTL, max_entries=16)
@@ -438,31 +262,22 @@ def beeswarm_sample(model_id: str, cohort: Cohort, rows: int) -> tuple[pd.DataFr
                                                                       pd.DataFrame]:
     """A seeded sample of at most `rows` stored SHAP rows of the cohort and the feature
     values of the same transactions (in the same order)."""
-    info = model_info(model_id)
-    schema = info.schema if info else load_model(model_id).schema
+    schema = _schema(model_id)
     with _cursor() as cur:
         shap = shap_store.values(cur, model_id, cohort, schema.categorical, limit=rows,
                                  sample_seed=sample_seed())
         if shap.empty:
             return shap, pd.DataFrame()
-        feats = _feature_rows(cur, schema, shap["transaction_id"].astype(str).tolist())
-    feats = feats.set_index("transaction_id").loc[shap["transaction_id"]].reset_index()
+        ids = shap["transaction_id"].astype(str)
+        feats = cohort_queries.feature_rows(cur, ids.tolist(), schema.names)
+    feats = feats.set_index("transaction_id").loc[ids].reset_index()
     return shap, feats
 
 
 def cohort_explanation(model_id: str, cohort: Cohort, rows: int) -> Explanation | None:
     """The beeswarm sample as an Explanation (values, base value, model-input data)."""
     shap, feats = beeswarm_sample(model_id, cohort, rows)
-    if shap.empty:
-        return None
-    info = model_info(model_id)
-    schema = info.schema if info else load_model(model_id).schema
-    data = schema.model_input(feats).frame.reset_index(drop=True)
-    return Explanation(values=shap[schema.names].to_numpy(dtype=float),
-                       base_value=float(shap["base_value"].iloc[0]),
-                       feature_names=tuple(schema.names), data=data,
-                       flagged=shap["flagged"].to_numpy(dtype=bool),
-                       row_ids=shap["transaction_id"].to_numpy(dtype=object))
+    return sample_explanation(shap, feats, _schema(model_id))
 
 
 @_per_workspace(ttl=_TTL, max_entries=16)
@@ -470,8 +285,7 @@ def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> 
     """Beeswarm rows (app.views.charts.beeswarm_data) for the cohort's `top` features by mean
     |SHAP| on a seeded sample of at most `rows` transactions."""
     shap, feats = beeswarm_sample(model_id, cohort, rows)
-    info = model_info(model_id)
-    schema = info.schema if info else load_model(model_id).schema
+    schema = _schema(model_id)
     if shap.empty:
         return charts.beeswarm_data(shap, feats, schema, [])
     ranked = cohort_summary(model_id, cohort)["feature"].tolist()

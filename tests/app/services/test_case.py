@@ -1,4 +1,5 @@
-"""Case lookup logic (app/cases.py) against the demo warehouse, without any UI."""
+"""The case service (app/services/case.py) and its queries (data_access/case_queries.py)
+against the demo warehouse, without any UI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from app.services import case as cases
+from data_access import case_queries
 from data_access.workspace import Workspace
 from explainers.explanation import Explanation
 from explainers.frames import explain_frame
@@ -68,17 +70,17 @@ def test_resolve_model_prefers_exact_id_then_champion_then_newest():
 
 
 def test_queue_filter_values_are_parameters_not_sql():
-    f = cases.QueueFilter(XGB, countries=("' OR 1=1--",), min_amount=10.0)
-    sql, params = cases.queue_sql(f, {"country", "amount_usd", "txn_type"})
+    f = case_queries.QueueFilter(XGB, countries=("' OR 1=1--",), min_amount=10.0)
+    sql, params = case_queries.queue_sql(f, {"country", "amount_usd", "txn_type"})
     assert "OR 1=1" not in sql
     assert "' OR 1=1--" in params and 10.0 in params
     assert params[-1] == 200  # the limit
 
 
 def test_queue_lists_highest_scores_in_band_dates_and_countries(con):
-    f = cases.QueueFilter(XGB, since=date(2026, 10, 1), until=date(2026, 10, 31),
+    f = case_queries.QueueFilter(XGB, since=date(2026, 10, 1), until=date(2026, 10, 31),
                           min_score=0.2, max_score=0.95, countries=("US", "GB"), limit=50)
-    q = cases.fetch_queue(con, f)
+    q = case_queries.fetch_queue(con, f)
     assert 0 < len(q) <= 50
     assert q["score"].is_monotonic_decreasing
     assert q["score"].between(0.2, 0.95).all()
@@ -90,7 +92,7 @@ def test_queue_lists_highest_scores_in_band_dates_and_countries(con):
 
 
 def test_case_scores_rank_every_model_among_all_scored(con, top_case: str):
-    got = cases.case_scores(con, top_case).set_index("model_id")
+    got = case_queries.case_scores(con, top_case).set_index("model_id")
     assert set(got.index) == {XGB, CATBOOST}
     assert got.loc[XGB, "rank"] == 1
     all_scores = con.execute("SELECT model_id, score FROM scores").df()
@@ -101,12 +103,12 @@ def test_case_scores_rank_every_model_among_all_scored(con, top_case: str):
 
 
 def test_unknown_transaction_has_no_row_and_no_scores(con):
-    assert cases.transaction_row(con, "T999999999").empty
-    assert cases.case_scores(con, "T999999999").empty
+    assert case_queries.transaction_row(con, "T999999999").empty
+    assert case_queries.case_scores(con, "T999999999").empty
 
 
 def test_stored_explanation_is_the_engines_explanation(con, xgb, top_case: str):
-    row = cases.transaction_row(con, top_case)
+    row = case_queries.transaction_row(con, top_case)
     case = cases.case_explanation(con, xgb, row)
     engine = explain_frame(xgb, row)
     assert case.source == "store"
@@ -125,7 +127,7 @@ def test_case_missing_from_store_is_computed_on_demand(workspace_copy: Path, top
     con = ws.reader()
     try:
         model = ws.registry.load(XGB)
-        row = cases.transaction_row(con, top_case)
+        row = case_queries.transaction_row(con, top_case)
         case = cases.case_explanation(con, model, row)
         assert case.source == "computed on demand"
         np.testing.assert_allclose(case.margin, model.margin(model.prepare(row))[0], atol=1e-5)
@@ -154,7 +156,7 @@ def test_waterfall_orders_by_size_groups_the_rest_and_ends_at_the_score():
 
 
 def test_waterfall_labels_show_values_in_analyst_units(con, xgb, top_case: str):
-    row = cases.transaction_row(con, top_case)
+    row = case_queries.transaction_row(con, top_case)
     steps = cases.waterfall_steps(cases.case_explanation(con, xgb, row), xgb.schema, top_n=22)
     labels = dict(zip(steps["feature"], steps["label"], strict=True))
     amount = float(row["amount_usd"].iloc[0])
@@ -164,7 +166,7 @@ def test_waterfall_labels_show_values_in_analyst_units(con, xgb, top_case: str):
 
 
 def test_reasons_point_both_ways_in_plain_words(con, xgb, top_case: str):
-    case = cases.case_explanation(con, xgb, cases.transaction_row(con, top_case))
+    case = cases.case_explanation(con, xgb, case_queries.transaction_row(con, top_case))
     reasons = cases.case_reasons(case, xgb.schema, top_n=5)
     assert 0 < len(reasons.towards_fraud) <= 5
     assert all(r.shap > 0 for r in reasons.towards_fraud)
@@ -183,7 +185,7 @@ def test_similar_cases_exclude_the_case_and_come_nearest_first():
     expl = Explanation(np.array([[0.0, 0.0]]), -2.0, names, pd.DataFrame({"a": [1.0],
                                                                            "b": [2.0]}))
     case = cases.CaseExplanation("m@1", "T1", expl, "store")
-    got = cases.similar_cases(case, pool, k=3)
+    got = cases.nearest_labelled(case, pool, k=3)
     assert list(got["transaction_id"]) == ["T4", "T2", "T3"]
     assert list(got["outcome"]) == ["legit", "legit", "fraud"]
     np.testing.assert_allclose(got["distance"], [np.sqrt(0.5), 1.0, 3.0])
@@ -199,7 +201,7 @@ def test_neighbour_pool_holds_only_labelled_stored_cases(con):
 
 
 def test_account_timeline_marks_the_case_and_hides_pii(con, top_case: str):
-    tl = cases.account_timeline(con, top_case, XGB)
+    tl = case_queries.account_timeline(con, top_case, XGB)
     assert tl["is_case"].sum() == 1
     assert tl.loc[tl["is_case"], "transaction_id"].iloc[0] == top_case
     assert pd.to_datetime(tl["event_time"]).is_monotonic_increasing
@@ -207,7 +209,7 @@ def test_account_timeline_marks_the_case_and_hides_pii(con, top_case: str):
 
 
 def test_detail_rows_show_usd_and_utc_and_skip_features(con, xgb, top_case: str):
-    row = cases.transaction_row(con, top_case)
+    row = case_queries.transaction_row(con, top_case)
     details = dict(cases.detail_rows(row, xgb.schema).itertuples(index=False))
     assert details["amount usd"].startswith("$")
     assert details["event time"].endswith("UTC")

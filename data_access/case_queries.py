@@ -1,0 +1,211 @@
+"""What the Case Explorer reads from the lake: the queue, one transaction, an account's
+transactions and timeline, every model's score for a case, a case's stored SHAP row, and the
+labelled SHAP rows similar cases are drawn from. Parameterised SQL, targeted by id; frames out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+from data_access import shap_store
+from data_access.shap_store import Cohort
+from data_access.warehouse import fetch_df, quote_ident, table_columns
+
+__all__ = [
+    "AMOUNT_COLUMN",
+    "COUNTRY_COLUMN",
+    "LIST_COLUMNS",
+    "QueueFilter",
+    "account_timeline",
+    "account_transactions",
+    "case_scores",
+    "case_summaries",
+    "fetch_queue",
+    "labelled_shap_rows",
+    "queue_sql",
+    "stored_shap_row",
+    "transaction_row",
+]
+
+AMOUNT_COLUMN = "amount_usd"
+COUNTRY_COLUMN = "country"
+# Columns shown in lists (queue, timeline, similar cases): never PII.
+LIST_COLUMNS = ("txn_type", AMOUNT_COLUMN, COUNTRY_COLUMN, "channel")
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which scored transactions the queue lists, highest scores first."""
+
+    model_id: str
+    since: date | None = None
+    until: date | None = None  # inclusive: the last day shown
+    min_score: float = 0.0
+    max_score: float = 1.0
+    countries: tuple[str, ...] = ()
+    min_amount: float | None = None
+    max_amount: float | None = None
+    limit: int = 200
+
+
+def _list_columns(columns: Collection[str]) -> list[str]:
+    return [c for c in LIST_COLUMNS if c in columns]
+
+
+def queue_sql(f: QueueFilter, columns: Collection[str]) -> tuple[str, list[object]]:
+    """Highest scores first for one model, filtered; values are parameters, column names come
+    from the fixed list above and only when the warehouse has them. Dates and score bounds are
+    a `Cohort`'s (one WHERE builder for the queue and the SHAP store)."""
+    cohort = Cohort(since=f.since, until=None if f.until is None else f.until + timedelta(days=1),
+                    min_score=float(f.min_score), max_score=float(f.max_score))
+    where, cohort_params = cohort.where([])
+    clauses = ["sc.model_id = ?", where]
+    params: list[object] = [f.model_id, *cohort_params]
+    if f.countries and COUNTRY_COLUMN in columns:
+        clauses.append(f"CAST(t.{quote_ident(COUNTRY_COLUMN)} AS VARCHAR) IN "
+                       f"({', '.join('?' for _ in f.countries)})")
+        params.extend(str(c) for c in f.countries)
+    if AMOUNT_COLUMN in columns:
+        if f.min_amount is not None:
+            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} >= ?")
+            params.append(float(f.min_amount))
+        if f.max_amount is not None:
+            clauses.append(f"t.{quote_ident(AMOUNT_COLUMN)} <= ?")
+            params.append(float(f.max_amount))
+    extra = "".join(f", CAST(t.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}"
+                    if c not in (AMOUNT_COLUMN,) else f", t.{quote_ident(c)}"
+                    for c in _list_columns(columns))
+    sql = (f"SELECT t.transaction_id, t.event_time, sc.score{extra}, l.is_fraud "
+           "FROM scores sc JOIN transactions t ON t.transaction_id = sc.transaction_id "
+           "LEFT JOIN labels l ON l.transaction_id = sc.transaction_id "
+           f"WHERE {' AND '.join(clauses)} ORDER BY sc.score DESC, t.transaction_id LIMIT ?")
+    params.append(int(f.limit))
+    return sql, params
+
+
+def fetch_queue(con: duckdb.DuckDBPyConnection, f: QueueFilter) -> pd.DataFrame:
+    """The queue as a frame: transaction_id, event_time, score, list columns, outcome."""
+    sql, params = queue_sql(f, table_columns(con, "transactions"))
+    return _with_outcome(fetch_df(con, sql, params))
+
+
+def _with_outcome(df: pd.DataFrame) -> pd.DataFrame:
+    if "is_fraud" in df.columns:
+        df = df.assign(outcome=_outcome(df.pop("is_fraud")))
+    return df
+
+
+def _outcome(is_fraud: pd.Series) -> pd.Series:
+    mapped = is_fraud.map({1: "fraud", 0: "legit"})
+    return mapped.astype(object).where(is_fraud.notna(), "unlabelled")
+
+
+def transaction_row(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
+    """Every column of one transaction (PII included: never cache this), 0 or 1 rows."""
+    return fetch_df(con, "SELECT * FROM transactions WHERE transaction_id = ?",
+                    [transaction_id])
+
+
+def account_transactions(con: duckdb.DuckDBPyConnection, account_id: str,
+                         model_id: str, limit: int = 200) -> pd.DataFrame:
+    """An account's transactions, newest first, with the model's score (non-PII columns)."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    return _with_outcome(fetch_df(
+        con,
+        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud "
+        "FROM transactions t LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id "
+        "AND sc.model_id = ? LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "WHERE t.account_id = ? ORDER BY t.event_time DESC, t.transaction_id LIMIT ?",
+        [model_id, account_id, int(limit)]))
+
+
+def account_timeline(con: duckdb.DuckDBPyConnection, transaction_id: str, model_id: str,
+                     days: int = 30, limit: int = 500) -> pd.DataFrame:
+    """The case's account around the case: its transactions from `days` before to `days`
+    after, with this model's score and the outcome; `is_case` marks the case itself. Keyed by
+    the transaction, so no account id enters a cache key or the result."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    df = fetch_df(
+        con,
+        "WITH c AS (SELECT account_id, event_time FROM transactions WHERE transaction_id = ?) "
+        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud, "
+        "t.transaction_id = ? AS is_case "
+        "FROM transactions t JOIN c ON t.account_id = c.account_id "
+        "AND t.event_time BETWEEN c.event_time - to_days(?) AND c.event_time + to_days(?) "
+        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
+        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "ORDER BY t.event_time, t.transaction_id LIMIT ?",
+        [transaction_id, transaction_id, int(days), int(days), model_id, int(limit)])
+    return _with_outcome(df)
+
+
+def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
+    """Every model's score for one transaction with its rank among all that model scored:
+    model_id, score, margin, flagged, rank (1 = highest), scored (n), top_share (rank / n)."""
+    df = fetch_df(
+        con,
+        "WITH c AS (SELECT model_id, score, margin, flagged FROM scores "
+        "WHERE transaction_id = ?) "
+        "SELECT c.model_id, c.score, c.margin, c.flagged, "
+        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id "
+        "AND s.score > c.score) + 1 AS rank, "
+        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id) AS scored "
+        "FROM c ORDER BY c.model_id",
+        [transaction_id])
+    df["top_share"] = df["rank"] / df["scored"].where(df["scored"] > 0)
+    return df
+
+
+def case_summaries(con: duckdb.DuckDBPyConnection, transaction_ids: list[str],
+                   model_id: str) -> pd.DataFrame:
+    """Non-PII list columns, the model's score and the outcome for a few transactions."""
+    cols = _list_columns(table_columns(con, "transactions"))
+    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    return _with_outcome(fetch_df(
+        con,
+        f"SELECT t.transaction_id{extra}, sc.score, l.is_fraud FROM transactions t "
+        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
+        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        "WHERE t.transaction_id IN (SELECT unnest(?::VARCHAR[]))",
+        [model_id, [str(i) for i in transaction_ids]]))
+
+
+def stored_shap_row(con: duckdb.DuckDBPyConnection, model_id: str,
+                    transaction_id: str) -> tuple[pd.DataFrame, list[str]] | None:
+    """The case's row of the model's SHAP store (base_value, flagged, one column per stored
+    feature; 0 or 1 rows) and the stored feature names; None without a store."""
+    stored = shap_store.stored_table(con, model_id)
+    if stored is None:
+        return None
+    table, features = stored
+    cols = ", ".join(quote_ident(f) for f in features)
+    row = fetch_df(con, f"SELECT base_value, flagged, {cols} FROM {quote_ident(table)} "
+                   "WHERE transaction_id = ? LIMIT 1", [transaction_id])
+    return row, list(features)
+
+
+def labelled_shap_rows(con: duckdb.DuckDBPyConnection, model_id: str, size: int,
+                       seed: int) -> tuple[pd.DataFrame, list[str]] | None:
+    """A seeded sample of at most `size` labelled rows of the model's SHAP store
+    (transaction_id, is_fraud, event_time, one column per feature) and the feature names;
+    None without a store."""
+    stored = shap_store.stored_table(con, model_id)
+    if stored is None:
+        return None
+    table, features = stored
+    cols = ", ".join(f"s.{quote_ident(f)}" for f in features)
+    df = fetch_df(
+        con,
+        f"SELECT s.transaction_id, l.is_fraud, t.event_time, {cols} "
+        f"FROM {quote_ident(table)} s JOIN labels l USING (transaction_id) "
+        "JOIN transactions t USING (transaction_id) "
+        "ORDER BY hash(s.transaction_id || ?), s.transaction_id LIMIT ?",
+        [str(seed), int(size)])
+    return df, list(features)
