@@ -1,14 +1,12 @@
-"""The SHAP store: one wide table per model version, filled in chunks, aggregated in SQL.
+"""The SHAP store: per model version, one lake file per transactions file, aggregated in SQL.
 
-`shap_tables` records which table holds which model's values, so identifiers are never
-built from user input. Every chunk is written in its own transaction after its additivity
-check, so a killed job leaves whole chunks only and a rerun resumes where it stopped.
+The lake's `shap_tables` lists which view holds which model's values, so identifiers are never
+built from user input. Every file is published whole after its additivity check, so a killed
+job leaves whole files only and a rerun resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -17,72 +15,39 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_access.warehouse import fetch_df, quote_ident, run_sql, table_names, transaction
+from data_access.lake import cursor_for
+from data_access.warehouse import fetch_df, quote_ident, table_names
 from explainers.errors import ValidationError, WarehouseError
-from explainers.schema import FeatureSchema
-
-SHAP_TABLES_DDL = """CREATE TABLE IF NOT EXISTS shap_tables (
-    model_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, features VARCHAR NOT NULL)"""
-
-
-def table_for(model_id: str) -> str:
-    return "shap_" + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
-
-
-def ensure_table(con: duckdb.DuckDBPyConnection, model_id: str, schema: FeatureSchema) -> str:
-    run_sql(con, SHAP_TABLES_DDL)
-    table = table_for(model_id)
-    row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
-                      [model_id]).fetchall()
-    row = row[0] if row else None
-    if row is not None:
-        if json.loads(row[1]) != schema.names:
-            raise WarehouseError(f"SHAP table for {model_id} has other features than its schema")
-        return row[0]
-    cols = ", ".join(f"{quote_ident(n)} DOUBLE NOT NULL" for n in schema.names)
-    # event_time and score are copied in so date and score-band cohorts scan one table
-    run_sql(con, f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (transaction_id VARCHAR "
-                "NOT NULL, event_time TIMESTAMPTZ NOT NULL, score DOUBLE NOT NULL, "
-                f"base_value DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, {cols})")
-    run_sql(con, "INSERT INTO shap_tables VALUES (?, ?, ?)",
-                [model_id, table, json.dumps(schema.names)])
-    return table
 
 
 def stored_table(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[str, list[str]] | None:
-    """The store's table and features for a model, or None when nothing is stored."""
+    """The view holding a model's stored SHAP values and its features, or None when the lake
+    holds none. Views are named by `lake.shap_view`, an injective encoding of the model id."""
     if "shap_tables" not in table_names(con):
         return None
-    row = con.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
-                      [model_id]).fetchall()
-    row = row[0] if row else None
-    if row is None or row[0] not in table_names(con):
-        return None
-    return row[0], json.loads(row[1])
+    cur = cursor_for(con)
+    try:
+        row = cur.execute("SELECT table_name, features FROM shap_tables WHERE model_id = ?",
+                          [model_id]).fetchall()
+    finally:
+        cur.close()
+    return (row[0][0], list(row[0][1])) if row else None
 
 
-def write_chunk(con: duckdb.DuckDBPyConnection, table: str, feature_names: list[str],
-                rows: pd.DataFrame, base_value: float, values: np.ndarray,
-                flagged: np.ndarray) -> int:
-    """Insert one chunk atomically, skipping ids already stored (idempotent). `rows` holds
-    transaction_id, event_time and score in the order of `values`."""
+def shap_file(rows: pd.DataFrame, feature_names: list[str], base_value: float,
+              values: np.ndarray, flagged: np.ndarray) -> pa.Table:
+    """One lake file of SHAP values: `rows` holds transaction_id, event_time and score in the
+    order of `values`."""
     cols = {"transaction_id": pa.array(rows["transaction_id"].astype(str).to_numpy()),
             "event_time": pa.array(rows["event_time"]),
             "score": pa.array(rows["score"].to_numpy(np.float64)),
             "base_value": pa.array(np.full(len(values), float(base_value))),
             "flagged": pa.array(np.asarray(flagged, dtype=bool))}
     for j, name in enumerate(feature_names):
+        if name in cols:
+            raise ValidationError(f"Feature {name!r} clashes with a SHAP file column")
         cols[name] = pa.array(np.ascontiguousarray(values[:, j], dtype=np.float64))
-    with transaction(con):
-        con.register("staging_shap", pa.table(cols))
-        try:
-            before = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
-            run_sql(con, f"INSERT INTO {quote_ident(table)} BY NAME SELECT s.* FROM staging_shap s "
-                        f"ANTI JOIN {quote_ident(table)} t USING (transaction_id)")
-            after = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
-        finally:
-            con.unregister("staging_shap")
-    return after - before
+    return pa.table(cols)
 
 
 @dataclass(frozen=True)
@@ -159,7 +124,7 @@ def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
     table, features = stored
     body, params = _cohort_sql(table, cohort, segments)
     aggs = ", ".join(f"avg(abs(s.{quote_ident(f)})), avg(s.{quote_ident(f)})" for f in features)
-    cur = con.cursor()
+    cur = cursor_for(con)
     try:
         row = cur.execute(f"SELECT count(*), {aggs} {body}", params).fetchall()[0]
     finally:
@@ -204,15 +169,18 @@ def values(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort | None 
 
 def coverage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Rows stored per model version against rows scored."""
+    out = pd.DataFrame(columns=["model_id", "stored", "scored"])
     if "shap_tables" not in table_names(con):
-        return pd.DataFrame(columns=["model_id", "stored", "scored"])
-    rows = []
-    present = table_names(con)
-    for model_id, table in con.execute("SELECT model_id, table_name FROM shap_tables").fetchall():
-        if table not in present:
-            continue
-        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
-        scored = con.execute("SELECT count(*) FROM scores WHERE model_id = ?",
-                             [model_id]).fetchall()[0][0]
-        rows.append({"model_id": model_id, "stored": stored, "scored": scored})
-    return pd.DataFrame(rows, columns=["model_id", "stored", "scored"])
+        return out
+    cur = cursor_for(con)
+    try:
+        rows = []
+        for model_id, table in cur.execute(
+                "SELECT model_id, table_name FROM shap_tables ORDER BY model_id").fetchall():
+            stored = cur.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
+            scored = cur.execute("SELECT count(*) FROM scores WHERE model_id = ?",
+                                 [model_id]).fetchall()[0][0]
+            rows.append({"model_id": model_id, "stored": stored, "scored": scored})
+    finally:
+        cur.close()
+    return pd.DataFrame(rows, columns=out.columns)

@@ -1,13 +1,14 @@
-"""The DuckDB warehouse: one file per workspace, hardened connections, parameterised SQL.
+"""The warehouse as the app and the CLI see it: DuckDB views over the lake, parameterised SQL.
 
-Readers (the app) open it read-only with external access, extension loading, replacement
-scans and configuration changes all off. Writers (CLI jobs, annotations, audit) go through
-`open_writer`, which is hardened the same way but may write. Identifiers only ever come from
+Readers get the lake's hardened in-memory connection (`open_reader`); no file is ever locked,
+so imports, scoring and explaining run while the app serves. Writers publish whole Parquet
+files (`import_frames` here, scores and SHAP in `jobs/`). Identifiers only ever come from
 `quote_ident` over names checked against an allowlist.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -16,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data_access.lake import Lake, cursor_for, open_lake, partition_path
 from explainers.errors import ValidationError, WarehouseError
 
-WAREHOUSE_FILE = "warehouse.duckdb"
 CORE_COLUMNS = ("transaction_id", "account_id", "event_time")
-REQUIRED_TABLES = ("transactions", "labels", "models", "scores")
 HARDENED = {
     "enable_external_access": False,
     "autoload_known_extensions": False,
@@ -32,19 +33,10 @@ HARDENED = {
     "lock_configuration": True,
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-DDL = (
-    """CREATE TABLE IF NOT EXISTS labels (
-        transaction_id VARCHAR NOT NULL, is_fraud TINYINT NOT NULL,
-        label_time TIMESTAMPTZ NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS models (
-        model_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, version VARCHAR NOT NULL,
-        framework VARCHAR NOT NULL, stage VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
-        roc_auc DOUBLE, pr_auc DOUBLE, manifest VARCHAR NOT NULL, synced_at TIMESTAMPTZ)""",
-    """CREATE TABLE IF NOT EXISTS scores (
-        model_id VARCHAR NOT NULL, transaction_id VARCHAR NOT NULL, score DOUBLE NOT NULL,
-        margin DOUBLE NOT NULL, flagged BOOLEAN NOT NULL, scored_at TIMESTAMPTZ NOT NULL)""",
-)
+# Import limits: one refusal line names the file, column and row.
+MAX_COLUMNS = 512
+MAX_CELL_BYTES = 64 * 1024
+_ALLOWED_KINDS = ("b", "i", "u", "f", "M", "O", "U", "S")
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, sql: str, params: Iterable[object] = ()) -> None:
@@ -63,65 +55,25 @@ def workspace_dir(workspace: str | os.PathLike[str] | None = None) -> Path:
     return Path(workspace or os.environ.get("FRAUDLENS_WORKSPACE") or "workspace")
 
 
-def warehouse_path(workspace: str | os.PathLike[str] | None = None) -> Path:
-    return workspace_dir(workspace) / WAREHOUSE_FILE
-
-
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=dict(HARDENED))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise WarehouseError(
-                f"The warehouse {path} is locked by another process (a fraudlens command may "
-                "be writing to it). Wait for it to finish, then retry.") from None
-        raise WarehouseError(f"Cannot open the warehouse {path}: {exc}") from None
-    except duckdb.Error as exc:
-        raise WarehouseError(f"{path} is not a FraudLens warehouse: {exc}") from None
-
-
-def check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    present = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables").fetchall()}
-    missing = [t for t in REQUIRED_TABLES if t not in present]
-    if missing:
-        raise WarehouseError(
-            f"{path} is not a FraudLens warehouse (missing tables: {', '.join(missing)}). "
-            "Build one with `fraudlens demo` or `fraudlens import transactions FILE`.")
+def open_lake_for(workspace: str | os.PathLike[str] | None = None, *,
+                  create: bool = False) -> Lake:
+    """The workspace's lake; a missing workspace folder is named as such and never created
+    by a reader."""
+    folder = workspace_dir(workspace)
+    if not folder.is_dir() and not create and not os.environ.get("FRAUDLENS_LAKE"):
+        raise WarehouseError(f"The workspace folder {folder} does not exist; check --workspace "
+                             "or FRAUDLENS_WORKSPACE, or build one with `fraudlens demo`")
+    return open_lake(folder, create=create)
 
 
 def open_reader(workspace: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only hardened connection; never creates a warehouse."""
-    path = warehouse_path(workspace)
-    if not path.is_file():
-        raise WarehouseError(
-            f"No warehouse at {path}. Build the demo workspace with `fraudlens demo`, or "
-            "import data with `fraudlens import transactions FILE --labels FILE`.")
-    con = _connect(path, read_only=True)
-    try:
-        check_schema(con, path)
-    except WarehouseError:
-        con.close()
-        raise
-    return con
-
-
-def open_writer(workspace: str | os.PathLike[str] | None = None, *,
-                create: bool = False) -> duckdb.DuckDBPyConnection:
-    """A hardened read-write connection, for jobs and the small write path."""
-    path = warehouse_path(workspace)
-    if not path.is_file() and not create:
-        raise WarehouseError(f"No warehouse at {path}; run `fraudlens demo` or import data")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(path, read_only=False)
-    for stmt in DDL:
-        run_sql(con, stmt)
-    return con
+    """A hardened connection whose views are the lake's datasets; never creates anything."""
+    return open_lake_for(workspace).con
 
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: a failure inside leaves the warehouse as it was."""
+    """All or nothing on one connection: a failure inside rolls back."""
     run_sql(con, "BEGIN TRANSACTION")
     try:
         yield con
@@ -150,101 +102,149 @@ class ImportResult:
     labels_added: int
 
 
-def _staged(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> None:
-    con.register(name, pa.Table.from_pandas(df, preserve_index=False))
+def _refuse(source: str, column: str, row: int | None, problem: str) -> ValidationError:
+    where = f", row {row + 1}" if row is not None else ""
+    return ValidationError(f"{source}: column {column!r}{where}: {problem}")
 
 
-def normalise_transactions(df: pd.DataFrame) -> pd.DataFrame:
+def check_limits(df: pd.DataFrame, source: str) -> None:
+    """Documented import limits: at most MAX_COLUMNS columns, plain scalar types, and text
+    cells of at most MAX_CELL_BYTES bytes."""
+    if len(df.columns) > MAX_COLUMNS:
+        raise ValidationError(f"{source}: {len(df.columns)} columns; at most {MAX_COLUMNS} "
+                              "are accepted")
+    for col in df.columns:
+        series = df[col]
+        if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(
+                series.dtype) or series.dtype.kind == "O":
+            text = series.dropna()
+            bad = text.map(lambda v: not isinstance(v, str | int | float | bool | np.generic |
+                                                    pd.Timestamp))
+            if bad.any():
+                row = int(np.flatnonzero(series.index.isin(text.index[bad.to_numpy()]))[0])
+                raise _refuse(source, str(col), row, "nested or non-scalar values are not "
+                              "accepted; flatten the column first")
+            lengths = text.astype(str).str.len()
+            if len(lengths) and int(lengths.max()) > MAX_CELL_BYTES:
+                row = int(np.flatnonzero(series.index == lengths.idxmax())[0])
+                raise _refuse(source, str(col), row, f"a text cell of {int(lengths.max()):,} "
+                              f"characters; at most {MAX_CELL_BYTES:,} are accepted")
+        elif series.dtype.kind not in _ALLOWED_KINDS and not isinstance(
+                series.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_extension_array_dtype(
+                series.dtype):
+            raise _refuse(source, str(col), None, f"type {series.dtype} is not accepted")
+
+
+def _timestamps(series: pd.Series, source: str, column: str) -> pd.Series:
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+    bad = parsed.isna() & series.notna()
+    if series.isna().any() or bad.any():
+        row = int(np.flatnonzero((bad | series.isna()).to_numpy())[0])
+        raise _refuse(source, column, row, f"{series.iloc[row]!r} is not a timestamp")
+    return parsed
+
+
+def normalise_transactions(df: pd.DataFrame, source: str = "transactions") -> pd.DataFrame:
     missing = [c for c in CORE_COLUMNS if c not in df.columns]
     if missing:
-        raise ValidationError(f"Transactions are missing required column(s): {', '.join(missing)}")
+        raise ValidationError(f"{source}: missing required column(s): {', '.join(missing)}")
     bad = [c for c in df.columns if not _IDENT.match(str(c))]
     if bad:
-        raise ValidationError(f"Column names must be plain identifiers: {', '.join(map(str, bad))}")
+        raise ValidationError(f"{source}: column names must be plain identifiers: "
+                              f"{', '.join(map(str, bad))}")
+    check_limits(df, source)
     out = df.copy()
     out["transaction_id"] = out["transaction_id"].astype("string")
     out["account_id"] = out["account_id"].astype("string")
     for col in out.columns:
         if isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype("string")  # stored as VARCHAR, levels live in schemas
-    try:
-        out["event_time"] = pd.to_datetime(out["event_time"], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(f"event_time is not a timestamp: {exc}") from None
+            out[col] = out[col].astype("string")  # stored as text, levels live in schemas
+    out["event_time"] = _timestamps(out["event_time"], source, "event_time")
     if out["transaction_id"].isna().any():
-        raise ValidationError("transaction_id has empty values")
-    if out["transaction_id"].duplicated().any():
-        raise ValidationError("transaction_id values are not unique in the file")
+        row = int(np.flatnonzero(out["transaction_id"].isna().to_numpy())[0])
+        raise _refuse(source, "transaction_id", row, "empty value")
+    dup = out["transaction_id"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise _refuse(source, "transaction_id", row,
+                      f"{out['transaction_id'].iloc[row]!r} appears twice in the file")
     return out
 
 
-def normalise_labels(df: pd.DataFrame) -> pd.DataFrame:
+def normalise_labels(df: pd.DataFrame, source: str = "labels") -> pd.DataFrame:
     missing = [c for c in ("transaction_id", "is_fraud", "label_time") if c not in df.columns]
     if missing:
-        raise ValidationError(f"Labels are missing required column(s): {', '.join(missing)}")
+        raise ValidationError(f"{source}: missing required column(s): {', '.join(missing)}")
     out = df[["transaction_id", "is_fraud", "label_time"]].copy()
+    check_limits(out, source)
     out["transaction_id"] = out["transaction_id"].astype("string")
-    if not out["is_fraud"].isin([0, 1]).all():
-        raise ValidationError("is_fraud must be 0 or 1")
+    ok = out["is_fraud"].isin([0, 1])
+    if not ok.all():
+        row = int(np.flatnonzero(~ok.to_numpy())[0])
+        raise _refuse(source, "is_fraud", row, f"{out['is_fraud'].iloc[row]!r} is not 0 or 1")
     out["is_fraud"] = out["is_fraud"].astype("int8")
-    out["label_time"] = pd.to_datetime(out["label_time"], utc=True)
-    return out
+    out["label_time"] = _timestamps(out["label_time"], source, "label_time")
+    return out.drop_duplicates("transaction_id", keep="first")
 
 
-def import_frames(con: duckdb.DuckDBPyConnection, transactions: pd.DataFrame | None,
-                  labels: pd.DataFrame | None = None) -> ImportResult:
-    """Append transactions (and labels) not already present; inside one transaction."""
+def _batch_name(kind: str, frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy()
+                            .tobytes()).hexdigest()[:16]
+    return f"{kind}-{digest}"
+
+
+def _new_rows(lake: Lake, frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The rows of `frame` whose transaction_id the dataset does not hold yet."""
+    cur = lake.cursor()
+    try:
+        cur.register("staged_ids", pa.table({"transaction_id": pa.array(
+            frame["transaction_id"].astype(str).to_numpy())}))
+        known = {r[0] for r in cur.execute(
+            f"SELECT d.transaction_id FROM {quote_ident(dataset)} d "
+            "SEMI JOIN staged_ids s USING (transaction_id)").fetchall()}
+    finally:
+        cur.close()
+    return frame[~frame["transaction_id"].astype(str).isin(known)]
+
+
+def _publish_by_day(lake: Lake, dataset: str, frame: pd.DataFrame, time_col: str,
+                    kind: str) -> None:
+    days = frame[time_col].dt.strftime("%Y-%m-%d")
+    for day, part in frame.groupby(days, sort=True):
+        part = part.sort_values("transaction_id", kind="mergesort")
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        lake.publish(partition_path(dataset, str(day), _batch_name(kind, part)), table)
+
+
+def import_frames(lake: Lake, transactions: pd.DataFrame | None,
+                  labels: pd.DataFrame | None = None, *, source: str = "input") -> ImportResult:
+    """Publish transactions (and labels) the lake does not hold yet, one file per day.
+
+    Everything is validated before the first file lands; file names are content hashes, so a
+    re-run replaces its own files and never duplicates rows."""
+    txns = normalise_transactions(transactions, source) if transactions is not None else None
+    labs = normalise_labels(labels, source) if labels is not None else None
     added = skipped = labels_added = 0
-    with transaction(con):
-        if transactions is not None:
-            txns = normalise_transactions(transactions)
-            _staged(con, "staging_txn", txns)
-            try:
-                if "transactions" not in table_names(con):
-                    run_sql(con, "CREATE TABLE transactions AS SELECT * FROM staging_txn LIMIT 0")
-                existing = table_columns(con, "transactions")
-                for col in txns.columns:
-                    if col not in existing:
-                        dtype = con.execute(
-                            "SELECT data_type FROM (DESCRIBE staging_txn) "
-                            "WHERE column_name = ?", [col]).fetchall()[0][0]
-                        run_sql(con, f"ALTER TABLE transactions ADD COLUMN {quote_ident(col)} "
-                                    f"{_sql_type(dtype)}")
-                before = con.execute("SELECT count(*) FROM transactions").fetchall()[0][0]
-                run_sql(
-                    con, "INSERT INTO transactions BY NAME SELECT s.* FROM staging_txn s "
-                    "ANTI JOIN transactions t USING (transaction_id)")
-                added = con.execute("SELECT count(*) FROM transactions").fetchall()[0][0] - before
-                skipped = len(txns) - added
-            finally:
-                con.unregister("staging_txn")
-        if labels is not None:
-            labs = normalise_labels(labels)
-            _staged(con, "staging_labels", labs)
-            try:
-                before = con.execute("SELECT count(*) FROM labels").fetchall()[0][0]
-                run_sql(
-                    con, "INSERT INTO labels SELECT s.* FROM staging_labels s "
-                    "ANTI JOIN labels l USING (transaction_id)")
-                labels_added = con.execute("SELECT count(*) FROM labels").fetchall()[0][0] - before
-            finally:
-                con.unregister("staging_labels")
+    if txns is not None:
+        with lake.store.lock("transactions"):
+            lake.refresh(force=True)
+            fresh = _new_rows(lake, txns, "transactions")
+            _publish_by_day(lake, "transactions", fresh, "event_time", "import")
+        added, skipped = len(fresh), len(txns) - len(fresh)
+    if labs is not None:
+        with lake.store.lock("labels"):
+            lake.refresh(force=True)
+            fresh_labels = _new_rows(lake, labs, "labels")
+            _publish_by_day(lake, "labels", fresh_labels, "label_time", "labels")
+        labels_added = len(fresh_labels)
+    lake.refresh(force=True)
     return ImportResult(added, skipped, labels_added)
-
-
-_SQL_TYPES = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "BOOLEAN",
-              "VARCHAR", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP", "DATE", "HUGEINT", "UBIGINT",
-              "UINTEGER", "USMALLINT", "UTINYINT"}
-
-
-def _sql_type(dtype: str) -> str:
-    return dtype if dtype in _SQL_TYPES else "VARCHAR"
 
 
 def fetch_df(con: duckdb.DuckDBPyConnection, sql: str,
              params: Iterable[object] = ()) -> pd.DataFrame:
-    """Run a parameterised query on a fresh cursor and return a frame."""
-    cur = con.cursor()
+    """Run a parameterised query on a fresh cursor of its own and return a frame."""
+    cur = cursor_for(con)
     try:
         return cur.execute(sql, list(params)).df()
     except duckdb.Error as exc:
@@ -253,28 +253,9 @@ def fetch_df(con: duckdb.DuckDBPyConnection, sql: str,
         cur.close()
 
 
-JOURNAL_FILE = "journal.duckdb"
-JOURNAL_DDL = (
-    """CREATE TABLE IF NOT EXISTS annotations (
-        finding_id VARCHAR NOT NULL, revision INTEGER NOT NULL, title VARCHAR,
-        status VARCHAR NOT NULL, owner VARCHAR, notes VARCHAR, author VARCHAR NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL)""",
-)
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=dict(HARDENED))
+    except duckdb.Error as exc:
+        raise WarehouseError(f"Cannot open {path}: {exc}") from None
 
-
-def open_journal(workspace: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
-    """The small write path beside the read-only warehouse: audit trail and annotations.
-
-    DuckDB lets one process hold a file either read-only or read-write, so the app keeps the
-    warehouse read-only and writes its few records to this second, equally hardened file.
-    """
-    from data_access.audit import ensure_audit_table
-
-    folder = workspace_dir(workspace)
-    if not folder.is_dir():
-        raise WarehouseError(f"No workspace at {folder}; run `fraudlens demo` first")
-    con = _connect(folder / JOURNAL_FILE, read_only=False)
-    ensure_audit_table(con)
-    for stmt in JOURNAL_DDL:
-        run_sql(con, stmt)
-    return con

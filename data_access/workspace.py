@@ -1,18 +1,22 @@
-"""A workspace folder: the warehouse file and the local model registry beside it."""
+"""A workspace folder: the lake, the local model registry and the journal beside them."""
 
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cached_property
 from pathlib import Path
 
 import duckdb
+import pandas as pd
+import pyarrow as pa
 
+from data_access.lake import DATASETS, Lake
 from data_access.registry import LocalRegistryRoot, ModelRegistry
-from data_access.warehouse import open_reader, open_writer, run_sql, transaction, workspace_dir
+from data_access.warehouse import open_lake_for, open_reader, workspace_dir
+from explainers.errors import WarehouseError
 
 MODELS_DIR = "models"
 
@@ -46,28 +50,48 @@ class Workspace:
                                        endpoint_url=endpoint))
 
     @property
-    def warehouse(self) -> Path:
-        from data_access.warehouse import WAREHOUSE_FILE
-
-        return self.path / WAREHOUSE_FILE
+    def lake_path(self) -> Path:
+        return self.path / "lake"
 
     def reader(self) -> duckdb.DuckDBPyConnection:
+        """A hardened connection with the lake's datasets as views (nothing is locked)."""
         return open_reader(self.path)
 
-    def writer(self, create: bool = False) -> duckdb.DuckDBPyConnection:
-        return open_writer(self.path, create=create)
+    def lake(self, create: bool = False) -> Lake:
+        return open_lake_for(self.path, create=create)
+
+    def sync_models(self) -> None:
+        """Mirror the registry into the lake's `models` dataset, when there is a lake."""
+        try:
+            lake = self.lake()
+        except WarehouseError:
+            return
+        try:
+            sync_models(lake, self.registry)
+        finally:
+            lake.close()
 
 
-def sync_models(con: duckdb.DuckDBPyConnection, registry: ModelRegistry) -> int:
-    """Mirror the registry's manifests into the warehouse's `models` table."""
+def sync_models(lake: Lake, registry: ModelRegistry) -> int:
+    """Mirror the registry's manifests into the lake's `models` dataset (one file, replaced)."""
     manifests = registry.list()
-    now = datetime.now(UTC)
-    with transaction(con):
-        run_sql(con, "DELETE FROM models")
-        for m in manifests:
-            run_sql(con,
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [m.key, m.name, m.version, m.framework, m.stage, m.sha256,
-                 m.metrics.get("roc_auc"), m.metrics.get("pr_auc"),
-                 json.dumps(m.to_dict(), sort_keys=True), now])
+    now = pd.Timestamp.now(tz=UTC)
+    rows = [{"model_id": m.key, "name": m.name, "version": m.version, "framework": m.framework,
+             "stage": m.stage, "sha256": m.sha256,
+             "roc_auc": _float(m.metrics.get("roc_auc")), "pr_auc": _float(m.metrics.get("pr_auc")),
+             "manifest": json.dumps(m.to_dict(), sort_keys=True), "synced_at": now}
+            for m in manifests]
+    frame = pd.DataFrame(rows, columns=list(DATASETS["models"]))
+    frame["synced_at"] = pd.to_datetime(frame["synced_at"], utc=True)
+    for col in ("roc_auc", "pr_auc"):
+        frame[col] = frame[col].astype("float64")
+    lake.publish("models/models.parquet", pa.Table.from_pandas(frame, preserve_index=False))
+    lake.refresh(force=True)
     return len(manifests)
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from data_access.warehouse import import_frames, run_sql, transaction
+from data_access.warehouse import import_frames
 from data_access.workspace import Workspace, sync_models
 from explainers.errors import FraudLensError
 from jobs import demo_world, train
@@ -44,8 +45,8 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
                explain: bool = True, explain_sample: int | None = DEMO_EXPLAIN_SAMPLE
                ) -> Workspace:
     target = Path(workspace)
-    if (target / "warehouse.duckdb").exists():
-        raise FraudLensError(f"{target} already holds a warehouse; choose another --workspace "
+    if (target / "lake").exists():
+        raise FraudLensError(f"{target} already holds a lake; choose another --workspace "
                              "or remove it first")
     if target.exists() and any(target.iterdir()):
         raise FraudLensError(f"{target} exists and is not empty; choose an empty folder")
@@ -56,13 +57,11 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
         ws = Workspace(building)
         _say(f"generating {rows:,} transactions (seed {seed})", t0)
         world = demo_world.generate_world(rows=rows, seed=seed)
-        con = ws.writer(create=True)
+        lake = ws.lake(create=True)
         try:
-            import_frames(con, world.transactions, world.labels)
-            with transaction(con):
-                con.register("gt", world.ground_truth)
-                run_sql(con, "CREATE TABLE ground_truth_typologies AS SELECT * FROM gt")
-                con.unregister("gt")
+            import_frames(lake, world.transactions, world.labels, source="demo world")
+            truth = pa.Table.from_pandas(world.ground_truth, preserve_index=False)
+            lake.publish("ground_truth_typologies/demo.parquet", truth)
             schema = demo_world_schema()
             split = train.time_split(labelled_frame(world))
             _say(f"training on {len(split.train):,} rows before {split.cutoff:%Y-%m-%d}, "
@@ -78,18 +77,17 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
                     artifact_name=trained.artifact_name, schema=schema,
                     training_window=trained.training_window, seed=seed,
                     metrics=trained.metrics, extra={"params": trained.params})
-            sync_models(con, ws.registry)
+            sync_models(lake, ws.registry)
             for manifest in ws.registry.list():
                 model = ws.registry.load(manifest)
-                n = score_transactions(con, model)
+                n = score_transactions(lake, model)
                 _say(f"scored {n:,} rows with {model.key}", t0)
                 if explain:
                     sample = explain_sample if explain_sample and explain_sample < rows else None
-                    n = fill_store(con, model, sample=sample, seed=seed)
+                    n = fill_store(lake, model, sample=sample, seed=seed)
                     _say(f"stored SHAP values for {n:,} rows of {model.key}", t0)
-            run_sql(con, "CHECKPOINT")
         finally:
-            con.close()
+            lake.close()
         if target.exists():
             target.rmdir()
         os.replace(building, target)

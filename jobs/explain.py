@@ -1,65 +1,84 @@
-"""Fill the SHAP store for a model: scored transactions in chunks, each additivity-checked."""
+"""Fill the SHAP store for a model: one SHAP file per scored transactions file, each
+additivity-checked before it is published."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 
-import duckdb
 import numpy as np
+import pandas as pd
 
 from data_access import shap_store
-from data_access.shap_store import Cohort
-from data_access.warehouse import quote_ident
+from data_access.lake import Lake
 from explainers.frames import explain_frame
 from explainers.model import LoadedModel
 from jobs.progress import progress
-from jobs.scoring import check_warehouse_features, feature_select
+from jobs.scoring import SourceFile, check_warehouse_features, pending, read_source, source_files
+
+_HASH_SPACE = 1_000_000
 
 
-def fill_store(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
-               since: date | datetime | None = None, until: date | datetime | None = None,
-               sample: int | None = None, seed: int = 7, chunk_rows: int = 50_000,
-               fail_after_chunks: int | None = None) -> int:
-    """Explain scored transactions not yet stored; resumable and idempotent. Returns rows
+def sampled(ids: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """A seeded per-row sample: the same row is in or out whatever file or run it is in."""
+    if fraction >= 1.0:
+        return np.ones(len(ids), dtype=bool)
+    keyed = ids.astype(str) + f"#{seed}"
+    bucket = pd.util.hash_pandas_object(keyed, index=False).to_numpy() % _HASH_SPACE
+    return bucket < int(fraction * _HASH_SPACE)
+
+
+def _scored(lake: Lake, model: LoadedModel, src: SourceFile) -> pd.DataFrame:
+    frame = read_source(lake, src, ["transaction_id", "event_time", *model.schema.names])
+    scores = lake.store.read_table(src.output("scores", model.key),
+                                   ["transaction_id", "score"]).to_pandas()
+    return frame.merge(scores, on="transaction_id", how="inner", validate="one_to_one")
+
+
+def fill_store(lake: Lake, model: LoadedModel, *, since: date | datetime | None = None,
+               until: date | datetime | None = None, sample: int | None = None, seed: int = 7,
+               fail_after_files: int | None = None) -> int:
+    """Explain scored transactions files not yet stored; resumable and idempotent. `sample`
+    keeps about that many rows of the window, chosen per row by a seeded hash. Returns rows
     written."""
-    check_warehouse_features(con, model.schema)
-    table = shap_store.ensure_table(con, model.key, model.schema)
-    where, params = Cohort(since=since, until=until).where([])
-    base_sql = (f"FROM transactions t JOIN scores sc ON sc.transaction_id = t.transaction_id "
-                f"AND sc.model_id = ? WHERE {where} AND NOT EXISTS (SELECT 1 FROM "
-                f"{quote_ident(table)} x WHERE x.transaction_id = t.transaction_id)")
-    all_params: list[object] = [model.key, *params]
-    order = "t.transaction_id"
-    limit = ""
-    if sample is not None:
-        # a seeded sample that stays the same sample when the job is resumed
-        stored = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0]
-        remaining = max(int(sample) - stored, 0)
-        order = "hash(t.transaction_id || ?), t.transaction_id"
-        all_params.append(str(seed))
-        limit = f" LIMIT {remaining:d}"
-    todo = con.execute(f"SELECT count(*) FROM (SELECT t.transaction_id {base_sql} "
-                       f"ORDER BY {order}{limit})", all_params).fetchall()[0][0]
-    if todo == 0:
+    lake.refresh(force=True)
+    check_warehouse_features(lake.con, model.schema)
+    sources = source_files(lake, since, until)
+    scored = {f.path for f in lake.files("scores")}
+    sources = [s for s in sources if s.output("scores", model.key) in scored]
+    todo = pending(lake, model.key, "shap", sources)
+    if not todo:
         return 0
-    reader_cur = con.cursor()
-    reader = reader_cur.sql(
-        f"SELECT t.transaction_id, t.event_time, sc.score, {feature_select(model.schema)} "
-        f"{base_sql} "
-        f"ORDER BY {order}{limit}", params=all_params).to_arrow_reader(chunk_rows)
-    bar = progress(todo, f"explain {model.key}")
-    written = 0
+    fraction = 1.0
+    if sample is not None:
+        total = sum(_row_count(lake, s) for s in sources)
+        fraction = min(1.0, sample / total) if total else 1.0
+    bar = progress(len(todo), f"explain {model.key}", unit="files")
+    written, rows_seen, t0 = 0, 0, time.perf_counter()
     try:
-        for i, batch in enumerate(reader):
-            if fail_after_chunks is not None and i >= fail_after_chunks:
+        for i, src in enumerate(todo):
+            if fail_after_files is not None and i >= fail_after_files:
                 raise RuntimeError("simulated crash in the middle of explaining")
-            frame = batch.to_pandas()
+            frame = _scored(lake, model, src)
+            frame = frame[sampled(frame["transaction_id"], fraction, seed)]
+            if frame.empty:
+                continue
             expl = explain_frame(model, frame)
-            written += shap_store.write_chunk(
-                con, table, list(expl.feature_names), frame, expl.base_value,
-                np.asarray(expl.values), expl.flagged)
-            bar.update(len(frame))
+            lake.publish(src.output("shap", model.key), shap_store.shap_file(
+                frame, list(expl.feature_names), expl.base_value, np.asarray(expl.values),
+                expl.flagged))
+            written += len(frame)
+            rows_seen += len(frame)
+            bar.set_postfix_str(f"{rows_seen / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s")
+            bar.update(1)
     finally:
         bar.close()
-        reader_cur.close()
+        lake.refresh(force=True)
     return written
+
+
+def _row_count(lake: Lake, src: SourceFile) -> int:
+    import pyarrow.parquet as pq
+
+    with lake.store.fs.open_input_file(lake.store.full(src.source.path)) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows

@@ -1,17 +1,23 @@
-"""Score warehouse transactions with a registered model, in chunks, all or nothing."""
+"""Score the lake's transactions with a registered model: one scores file per transactions file.
+
+Each output file is published whole and named after its source, so a killed job leaves whole
+files only, a rerun resumes where it stopped, and re-running never duplicates a row.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_access.warehouse import quote_ident, run_sql, table_columns, transaction
-from explainers.errors import ValidationError
+from data_access.lake import Lake, LakeFile, partition_path
+from data_access.warehouse import quote_ident, table_columns
+from explainers.errors import ValidationError, WarehouseError
 from explainers.model import LoadedModel, sigmoid
 from explainers.schema import FeatureSchema
 from jobs.progress import progress
@@ -21,7 +27,7 @@ _NUMERIC_SQL = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "
 
 
 def check_warehouse_features(con: duckdb.DuckDBPyConnection, schema: FeatureSchema) -> None:
-    """The warehouse must hold every feature with a compatible type, or nothing is scored."""
+    """The lake must hold every feature with a compatible type, or nothing is scored."""
     cols = table_columns(con, "transactions")
     missing = [f.name for f in schema.features if f.name not in cols]
     mistyped = []
@@ -31,14 +37,14 @@ def check_warehouse_features(con: duckdb.DuckDBPyConnection, schema: FeatureSche
             continue
         numeric = sql_type.startswith(_NUMERIC_SQL)
         if not f.is_categorical and not numeric:
-            mistyped.append(f"{f.name} (model expects {f.dtype}, warehouse has {sql_type})")
+            mistyped.append(f"{f.name} (model expects {f.dtype}, the lake has {sql_type})")
     problems = []
     if missing:
-        problems.append(f"warehouse lacks feature column(s): {', '.join(missing)}")
+        problems.append(f"the lake's transactions lack feature column(s): {', '.join(missing)}")
     if mistyped:
         problems.append(f"mistyped: {', '.join(mistyped)}")
     if problems:
-        raise ValidationError("The model's feature schema does not match the warehouse: "
+        raise ValidationError("The model's feature schema does not match the lake: "
                               + "; ".join(problems))
 
 
@@ -46,49 +52,85 @@ def feature_select(schema: FeatureSchema) -> str:
     return ", ".join(quote_ident(n) for n in schema.names)
 
 
-def score_transactions(con: duckdb.DuckDBPyConnection, model: LoadedModel, *,
-                       chunk_rows: int = 250_000,
-                       fail_after_chunks: int | None = None,
-                       on_chunk: Callable[[int], None] | None = None) -> int:
-    """Score every transaction this model has not scored yet. One transaction: a failure
-    anywhere leaves no new score rows. Returns the number of rows scored."""
-    check_warehouse_features(con, model.schema)
-    model_id = model.key
-    todo = con.execute(
-        "SELECT count(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM scores s "
-        "WHERE s.model_id = ? AND s.transaction_id = t.transaction_id)",
-        [model_id]).fetchall()[0][0]
-    if todo == 0:
+@dataclass(frozen=True)
+class SourceFile:
+    """A transactions file and where its derived file for one model goes."""
+
+    source: LakeFile
+    day: str
+    batch: str
+
+    def output(self, dataset: str, model_id: str) -> str:
+        return partition_path(dataset, self.day, self.batch, model_id)
+
+
+def source_files(lake: Lake, since: date | datetime | None = None,
+                 until: date | datetime | None = None) -> list[SourceFile]:
+    """Transactions files whose event day lies in [since, until)."""
+    lo = None if since is None else pd.Timestamp(since).strftime("%Y-%m-%d")
+    hi = None if until is None else pd.Timestamp(until).strftime("%Y-%m-%d")
+    out = []
+    for f in lake.files("transactions"):
+        parts = f.path.split("/")
+        day = parts[1][len("date="):] if len(parts) == 3 and parts[1].startswith("date=") else ""
+        if not day or (lo and day < lo) or (hi and day >= hi):
+            continue
+        out.append(SourceFile(f, day, parts[2][: -len(".parquet")]))
+    return out
+
+
+def read_source(lake: Lake, src: SourceFile, columns: list[str]) -> pd.DataFrame:
+    """The named columns of one transactions file; a feature the file lacks reads as missing.
+    A file that cannot be read stops the job and is named."""
+    try:
+        present = set(lake.store.read_schema(src.source.path).names)
+        table = lake.store.read_table(src.source.path, [c for c in columns if c in present])
+    except (OSError, pa.ArrowException) as exc:
+        raise WarehouseError(f"Cannot read {lake.store.uri}/{src.source.path}: {exc}") from None
+    frame = table.to_pandas()
+    for c in columns:
+        if c not in frame.columns:
+            frame[c] = np.nan
+    return frame[columns]
+
+
+def pending(lake: Lake, model_id: str, dataset: str, sources: list[SourceFile]
+            ) -> list[SourceFile]:
+    done = {f.path for f in lake.files(dataset if dataset != "shap" else f"shap/{model_id}")}
+    return [s for s in sources if s.output(dataset, model_id) not in done]
+
+
+def score_transactions(lake: Lake, model: LoadedModel, *, fail_after_files: int | None = None,
+                       on_file: Callable[[int], None] | None = None) -> int:
+    """Score every transactions file this model has not scored yet; returns rows scored."""
+    lake.refresh(force=True)
+    check_warehouse_features(lake.con, model.schema)
+    todo = pending(lake, model.key, "scores", source_files(lake))
+    if not todo:
         return 0
     scored_at = datetime.now(UTC)
-    bar = progress(todo, f"score {model_id}")
+    bar = progress(len(todo), f"score {model.key}", unit="files")
     done = 0
-    reader_cur = con.cursor()  # streams from a snapshot while `con` writes
-    with transaction(con):
-        reader = reader_cur.sql(
-            f"SELECT transaction_id, {feature_select(model.schema)} FROM transactions t "
-            "WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.model_id = ? "
-            "AND s.transaction_id = t.transaction_id) ORDER BY transaction_id",
-            params=[model_id]).to_arrow_reader(chunk_rows)
-        for i, batch in enumerate(reader):
-            if fail_after_chunks is not None and i >= fail_after_chunks:
+    try:
+        for i, src in enumerate(todo):
+            if fail_after_files is not None and i >= fail_after_files:
                 raise RuntimeError("simulated crash in the middle of scoring")
-            frame = batch.to_pandas()
+            frame = read_source(lake, src, ["transaction_id", *model.schema.names])
             x = model.prepare(frame)
             margin = model.margin(x)
+            n = len(frame)
             out = pa.table({
-                "model_id": pa.array(np.full(len(frame), model_id)),
-                "transaction_id": pa.array(frame["transaction_id"].astype(str)),
+                "model_id": pa.array(np.full(n, model.key)),
+                "transaction_id": pa.array(frame["transaction_id"].astype(str).to_numpy()),
                 "score": pa.array(sigmoid(margin)), "margin": pa.array(margin),
-                "flagged": pa.array(x.flagged),
-                "scored_at": pa.array(pd.Series([scored_at] * len(frame)))})
-            con.register("staging_scores", out)
-            run_sql(con, "INSERT INTO scores SELECT * FROM staging_scores")
-            con.unregister("staging_scores")
-            done += len(frame)
-            bar.update(len(frame))
-            if on_chunk:
-                on_chunk(done)
-    bar.close()
-    reader_cur.close()
+                "flagged": pa.array(np.asarray(x.flagged, dtype=bool)),
+                "scored_at": pa.array(pd.Series([scored_at] * n, dtype="datetime64[us, UTC]"))})
+            lake.publish(src.output("scores", model.key), out)
+            done += n
+            bar.update(1)
+            if on_file:
+                on_file(done)
+    finally:
+        bar.close()
+        lake.refresh(force=True)
     return done

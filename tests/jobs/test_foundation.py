@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from app.cli.main import main
+from data_access.lake import model_key
 from data_access.warehouse import import_frames
 from data_access.workspace import Workspace
 from explainers.errors import ValidationError
@@ -21,16 +22,18 @@ from jobs.scoring import score_transactions
 
 
 def _counts(ws: Path) -> dict[str, int]:
-    con = duckdb.connect(str(ws / "warehouse.duckdb"), read_only=True)
-    try:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                for t in ("transactions", "labels", "scores", "models")}
-    finally:
-        con.close()
+    con = Workspace(ws).reader()
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("transactions", "labels", "scores", "models")}
 
 
 def _digest(ws: Path) -> str:
-    return hashlib.sha256((ws / "warehouse.duckdb").read_bytes()).hexdigest()
+    """Every lake file's path and bytes: equal digests mean nothing was written."""
+    digest = hashlib.sha256()
+    for path in sorted((ws / "lake").rglob("*")):
+        if path.is_file() and "_locks" not in path.parts:
+            digest.update(str(path.relative_to(ws)).encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def test_no_training_row_is_newer_than_the_earliest_holdout_row():
@@ -55,14 +58,11 @@ def test_scores_cover_every_transaction_once_and_rerun_adds_nothing(workspace_co
     ws = Workspace(workspace_copy)
     before = _counts(workspace_copy)
     assert before["scores"] == 2 * before["transactions"]
-    con = ws.writer()
-    try:
-        model = ws.registry.load("fraud_xgb@1")
-        assert score_transactions(con, model) == 0
-        dup = con.execute("SELECT count(*) FROM (SELECT model_id, transaction_id FROM scores "
-                          "GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
-    finally:
-        con.close()
+    lake = ws.lake()
+    model = ws.registry.load("fraud_xgb@1")
+    assert score_transactions(lake, model) == 0
+    dup = lake.con.execute("SELECT count(*) FROM (SELECT model_id, transaction_id FROM scores "
+                           "GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
     assert dup == 0
     assert _counts(workspace_copy) == before
 
@@ -71,12 +71,9 @@ def test_stored_scores_equal_the_model_probability(demo_workspace):
     ws = Workspace(demo_workspace)
     model = ws.registry.load("fraud_catboost@1")
     con = ws.reader()
-    try:
-        frame = con.execute("SELECT t.*, s.score FROM transactions t JOIN scores s USING "
-                            "(transaction_id) WHERE s.model_id = ? ORDER BY transaction_id "
-                            "LIMIT 200", [model.key]).df()
-    finally:
-        con.close()
+    frame = con.execute("SELECT t.*, s.score FROM transactions t JOIN scores s USING "
+                        "(transaction_id) WHERE s.model_id = ? ORDER BY transaction_id "
+                        "LIMIT 200", [model.key]).df()
     p = model.predict_proba(model.prepare(frame))
     np.testing.assert_allclose(frame["score"].to_numpy(), p, rtol=0, atol=1e-9)
 
@@ -132,19 +129,24 @@ def test_scoring_a_model_whose_schema_does_not_match_is_refused(workspace_copy, 
     assert ws.registry.resolve("wide").version == "1"
 
 
-def test_scoring_killed_half_way_leaves_no_partial_rows(workspace_copy):
+def test_scoring_killed_half_way_leaves_whole_files_and_the_rerun_completes(workspace_copy):
     ws = Workspace(workspace_copy)
-    con = ws.writer()
-    try:
-        con.execute("DELETE FROM scores WHERE model_id = 'fraud_xgb@1'").fetchall()
-        model = ws.registry.load("fraud_xgb@1")
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            score_transactions(con, model, chunk_rows=3_000, fail_after_chunks=2)
-        n = con.execute("SELECT count(*) FROM scores WHERE model_id = 'fraud_xgb@1'"
-                        ).fetchall()[0][0]
-    finally:
-        con.close()
-    assert n == 0
+    shutil.rmtree(workspace_copy / "lake" / "scores" / f"model={model_key('fraud_xgb@1')}")
+    lake = ws.lake()
+    model = ws.registry.load("fraud_xgb@1")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        score_transactions(lake, model, fail_after_files=2)
+    per_file = lake.con.execute(
+        "SELECT count(*) FROM scores WHERE model_id = 'fraud_xgb@1'").fetchall()[0][0]
+    txns = lake.con.execute("SELECT count(*) FROM transactions").fetchall()[0][0]
+    assert 0 < per_file < txns
+    files = [f.path for f in lake.files("scores") if "fraud_5fxgb_401" in f.path]
+    assert len(files) == 2  # whole files only, each one a complete day
+    assert score_transactions(lake, model) == txns - per_file
+    n, distinct = lake.con.execute(
+        "SELECT count(*), count(DISTINCT transaction_id) FROM scores WHERE model_id = ?",
+        [model.key]).fetchall()[0]
+    assert n == distinct == txns
 
 
 def test_import_is_all_or_nothing(workspace_copy):
@@ -154,17 +156,15 @@ def test_import_is_all_or_nothing(workspace_copy):
     txns = world.transactions.assign(transaction_id="Z" + world.transactions["transaction_id"])
     labels = pd.DataFrame({"transaction_id": ["Z1"], "is_fraud": [3],
                            "label_time": [pd.Timestamp("2026-11-01", tz="UTC")]})
-    con = ws.writer()
-    try:
-        with pytest.raises(ValidationError, match="is_fraud"):
-            import_frames(con, txns, labels)
-    finally:
-        con.close()
+    before_digest = _digest(workspace_copy)
+    with pytest.raises(ValidationError, match="is_fraud"):
+        import_frames(ws.lake(), txns, labels)
     assert _counts(workspace_copy) == before
+    assert _digest(workspace_copy) == before_digest
 
 
-def test_missing_warehouse_is_not_created(tmp_path, capsys):
+def test_missing_workspace_is_named_and_not_created(tmp_path, capsys):
     code = main(["--workspace", str(tmp_path / "nowhere"), "score", "--model", "x"])
     assert code == 2
-    assert not (tmp_path / "nowhere" / "warehouse.duckdb").exists()
-    assert "fraudlens" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+    assert "nowhere" in capsys.readouterr().err

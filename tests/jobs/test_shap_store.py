@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from app.cli.main import main
 from data_access import shap_store
+from data_access.lake import model_key
 from data_access.shap_store import Cohort
 from data_access.workspace import Workspace
 from explainers.frames import explain_frame
@@ -20,29 +22,23 @@ FEATURE_COLS = slice(2, None)
 
 def test_stored_values_add_up_to_the_scored_margin(demo_workspace):
     con = Workspace(demo_workspace).reader()
-    try:
-        for model_id in ("fraud_xgb@1", "fraud_catboost@1"):
-            table, features = shap_store.stored_table(con, model_id)
-            total = " + ".join(f'"{f}"' for f in features)
-            worst, n = con.execute(
-                f"SELECT max(abs(s.base_value + {total} - sc.margin)), count(*) FROM {table} s "
-                "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ?",
-                [model_id]).fetchall()[0]
-            assert n == 20_000
-            assert worst < 1e-4
-    finally:
-        con.close()
+    for model_id in ("fraud_xgb@1", "fraud_catboost@1"):
+        table, features = shap_store.stored_table(con, model_id)
+        total = " + ".join(f'"{f}"' for f in features)
+        worst, n = con.execute(
+            f"SELECT max(abs(s.base_value + {total} - sc.margin)), count(*) FROM {table} s "
+            "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ?",
+            [model_id]).fetchall()[0]
+        assert n == 20_000
+        assert worst < 1e-4
 
 
 def test_stored_row_equals_on_demand_explanation(demo_workspace):
     ws = Workspace(demo_workspace)
     model = ws.registry.load("fraud_catboost@1")
     con = ws.reader()
-    try:
-        frame = con.execute("SELECT * FROM transactions ORDER BY amount_usd DESC LIMIT 3").df()
-        stored = shap_store.values(con, model.key).set_index("transaction_id")
-    finally:
-        con.close()
+    frame = con.execute("SELECT * FROM transactions ORDER BY amount_usd DESC LIMIT 3").df()
+    stored = shap_store.values(con, model.key).set_index("transaction_id")
     expl = explain_frame(model, frame)
     for i, txn in enumerate(frame["transaction_id"]):
         np.testing.assert_allclose(stored.loc[txn, list(expl.feature_names)].to_numpy(float),
@@ -51,49 +47,49 @@ def test_stored_row_equals_on_demand_explanation(demo_workspace):
 
 def _store_count(ws: Workspace, model_id: str) -> int:
     con = ws.reader()
-    try:
-        table, _ = shap_store.stored_table(con, model_id)
-        return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    finally:
-        con.close()
+    stored = shap_store.stored_table(con, model_id)
+    if stored is None:
+        return 0
+    return con.execute(f"SELECT count(*) FROM {stored[0]}").fetchall()[0][0]
+
+
+def _drop_store(workspace: Path, model_id: str) -> None:
+    shutil.rmtree(workspace / "lake" / "shap" / f"model={model_key(model_id)}")
 
 
 def test_explain_is_resumable_and_idempotent(workspace_copy):
     ws = Workspace(workspace_copy)
-    con = ws.writer()
-    try:
-        table, _ = shap_store.stored_table(con, "fraud_xgb@1")
-        con.execute(f"DELETE FROM {table}").fetchall()
-        model = ws.registry.load("fraud_xgb@1")
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            fill_store(con, model, chunk_rows=4_000, fail_after_chunks=2)
-        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 8_000
-        assert fill_store(con, model, chunk_rows=4_000) == 12_000
-        assert fill_store(con, model, chunk_rows=4_000) == 0
-        dups = con.execute(f"SELECT count(*) - count(DISTINCT transaction_id) FROM {table}"
-                           ).fetchall()[0][0]
-    finally:
-        con.close()
+    _drop_store(workspace_copy, "fraud_xgb@1")
+    lake = ws.lake()
+    model = ws.registry.load("fraud_xgb@1")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fill_store(lake, model, fail_after_files=2)
+    partial = _store_count(ws, "fraud_xgb@1")
+    assert 0 < partial < 20_000
+    assert fill_store(lake, model) == 20_000 - partial
+    assert fill_store(lake, model) == 0
+    table, _ = shap_store.stored_table(lake.con, "fraud_xgb@1")
+    dups = lake.con.execute(f"SELECT count(*) - count(DISTINCT transaction_id) FROM {table}"
+                            ).fetchall()[0][0]
     assert dups == 0
     assert _store_count(ws, "fraud_xgb@1") == 20_000
 
 
 def test_seeded_sample_is_stable_across_resumes(workspace_copy):
     ws = Workspace(workspace_copy)
-    con = ws.writer()
-    try:
-        table, _ = shap_store.stored_table(con, "fraud_catboost@1")
-        con.execute(f"DELETE FROM {table}").fetchall()
-        model = ws.registry.load("fraud_catboost@1")
-        assert fill_store(con, model, sample=1_500, seed=3) == 1_500
-        first = set(con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
-        assert fill_store(con, model, sample=1_500, seed=3) == 0
-        con.execute(f"DELETE FROM {table}").fetchall()
-        fill_store(con, model, sample=1_000, seed=3, chunk_rows=400)
-        fill_store(con, model, sample=1_500, seed=3, chunk_rows=400)
-        second = set(con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
-    finally:
-        con.close()
+    _drop_store(workspace_copy, "fraud_catboost@1")
+    lake = ws.lake()
+    model = ws.registry.load("fraud_catboost@1")
+    n = fill_store(lake, model, sample=1_500, seed=3)
+    assert 1_300 <= n <= 1_700  # a seeded per-row hash keeps about the asked share
+    table, _ = shap_store.stored_table(lake.con, model.key)
+    first = set(lake.con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
+    assert fill_store(lake, model, sample=1_500, seed=3) == 0
+    _drop_store(workspace_copy, "fraud_catboost@1")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fill_store(lake, model, sample=1_500, seed=3, fail_after_files=5)
+    fill_store(lake, model, sample=1_500, seed=3)
+    second = set(lake.con.execute(f"SELECT transaction_id FROM {table}").df()["transaction_id"])
     assert first == second
 
 
