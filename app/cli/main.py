@@ -26,11 +26,22 @@ def _read_table(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise ValidationError(f"{path}: no such file")
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    if p.suffix == ".csv":
-        return pd.read_csv(p)
-    raise ValidationError(f"{path}: use a .parquet or .csv file")
+    if p.suffix not in (".parquet", ".csv"):
+        raise ValidationError(f"{path}: use a .parquet or .csv file")
+    try:
+        frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(
+            p, encoding="utf-8", dtype={"transaction_id": str, "account_id": str})
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                              ) from None
+    except pd.errors.EmptyDataError:
+        raise ValidationError(f"{path}: the file is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ValidationError(f"{path}: cannot be read as {p.suffix[1:]}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    if frame.empty:
+        raise ValidationError(f"{path}: the file holds no rows")
+    return frame
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -41,10 +52,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workspace(args: argparse.Namespace):
+def _workspace(args: argparse.Namespace, *, create: bool = False):
+    """The workspace named by --workspace; a folder that does not exist is named as such
+    (a mistyped path must not read as "no models registered")."""
     from data_access.workspace import Workspace
 
-    return Workspace.at(args.workspace)
+    ws = Workspace.at(args.workspace)
+    if not create and not ws.path.is_dir():
+        raise ValidationError(f"The workspace folder {ws.path} does not exist; check --workspace "
+                              "(or FRAUDLENS_WORKSPACE), or build one with `fraudlens demo`")
+    return ws
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -63,11 +80,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
-    from data_access.warehouse import warehouse_path
-    from data_access.workspace import sync_models
     from explainers.schema import FeatureSchema
 
-    ws = _workspace(args)
+    ws = _workspace(args, create=True)
     artifact = Path(args.file)
     if not artifact.is_file():
         raise ValidationError(f"{args.file}: no such file")
@@ -81,12 +96,7 @@ def cmd_models_register(args: argparse.Namespace) -> int:
                                     framework_name=args.framework, artifact_name=name,
                                     schema=schema, metrics=metrics)
     ws.registry.load(manifest)  # proves the framework can parse what was registered
-    if warehouse_path(ws.path).exists():
-        con = ws.writer()
-        try:
-            sync_models(con, ws.registry)
-        finally:
-            con.close()
+    ws.sync_models()
     print(f"registered {manifest.key} ({manifest.framework}, sha256 {manifest.sha256[:12]}…)")
     return 0
 
@@ -94,16 +104,16 @@ def cmd_models_register(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from data_access.warehouse import import_frames
 
-    ws = _workspace(args)
+    ws = _workspace(args, create=True)
     txns = _read_table(args.file)
     labels = _read_table(args.labels) if args.labels else None
     for manifest in ws.registry.list():
         manifest.feature_schema.check_frame(txns)
-    con = ws.writer(create=True)
+    lake = ws.lake(create=True)
     try:
-        result = import_frames(con, txns, labels)
+        result = import_frames(lake, txns, labels, source=args.file)
     finally:
-        con.close()
+        lake.close()
     print(f"imported {result.transactions_added:,} transactions "
           f"({result.transactions_skipped:,} already present), {result.labels_added:,} labels")
     return 0
@@ -114,11 +124,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     model = ws.registry.load(args.model)
-    con = ws.writer()
+    lake = ws.lake()
     try:
-        n = score_transactions(con, model)
+        n = score_transactions(lake, model)
     finally:
-        con.close()
+        lake.close()
     print(f"scored {n:,} new transactions with {model.key}")
     return 0
 
@@ -128,12 +138,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     model = ws.registry.load(args.model)
-    con = ws.writer()
+    lake = ws.lake()
     try:
-        n = fill_store(con, model, since=args.since, until=args.until, sample=args.sample,
+        n = fill_store(lake, model, since=args.since, until=args.until, sample=args.sample,
                        seed=args.seed)
     finally:
-        con.close()
+        lake.close()
     print(f"stored SHAP values for {n:,} new transactions of {model.key}")
     return 0
 
@@ -182,14 +192,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from app.cli.common import journal_at
     from data_access.audit import AuditLog
+    from data_access.audit_checkpoints import AuditKeyError
+    from data_access.journal import JournalMissingError
 
-    with journal_at(_workspace(args).path) as journal:
-        result = AuditLog(journal).verify()
+    try:
+        with journal_at(_workspace(args).path) as journal:
+            result = AuditLog(journal).verify()
+    except (JournalMissingError, AuditKeyError) as exc:
+        print(f"fraudlens: error: audit trail broken: {exc}", file=sys.stderr)
+        return 3
     if result.ok:
-        print(f"audit trail intact: {result.checked:,} records, hash chain verified")
+        anchor = (f"; matches the signed checkpoint of {result.anchored:,} records"
+                  if result.anchored else "; no signed checkpoint yet")
+        print(f"audit trail intact: {result.checked:,} records, hash chain verified{anchor}")
         return 0
-    print(f"fraudlens: error: audit trail broken at record {result.first_bad_seq}: "
-          f"{result.problem}", file=sys.stderr)
+    where = f" at record {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    print(f"fraudlens: error: audit trail broken{where}: {result.problem}", file=sys.stderr)
     return 3
 
 

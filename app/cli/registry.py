@@ -87,8 +87,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from data_access.warehouse import warehouse_path
-    from data_access.workspace import sync_models
 
     ref = _exact_ref(args.ref)
     ws = _workspace(args)
@@ -112,12 +110,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         shutil.rmtree(Path(local.root.path) / arriving.name / arriving.version,
                       ignore_errors=True)
         raise
-    if warehouse_path(ws.path).exists():
-        con = ws.writer()
-        try:
-            sync_models(con, local)
-        finally:
-            con.close()
+    ws.sync_models()
     print(f"pulled {manifest.key} from {remote.root.description} as a candidate "
           f"(sha256 {manifest.sha256[:12]}…)")
     return 0

@@ -18,6 +18,7 @@ import duckdb
 import streamlit as st
 
 from data_access.audit import AuditLog
+from data_access.lake import Lake
 from data_access.registry_roots import registry_status
 from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
@@ -29,7 +30,8 @@ from explainers.errors import (
 )
 from explainers.model import LoadedModel
 
-__all__ = ["audit", "journal", "load_model", "manifests", "reader", "workspace"]
+__all__ = ["audit", "data_version", "journal", "load_model", "manifests", "reader",
+           "refused_files", "workspace"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,13 +51,28 @@ def workspace() -> Workspace:
 
 
 @st.cache_resource(show_spinner=False)
-def _reader_at(path: str) -> duckdb.DuckDBPyConnection:
-    return Workspace.at(path).reader()
+def _lake_at(path: str) -> Lake:
+    return Workspace.at(path).lake()
 
 
 def reader() -> duckdb.DuckDBPyConnection:
-    """The shared read-only, hardened warehouse connection; use `.cursor()` per query."""
-    return _reader_at(_workspace_path())
+    """The shared hardened connection over the lake's views, re-pointed at new files when the
+    lake changed (listed at most every few seconds); take a cursor per query."""
+    lake = _lake_at(_workspace_path())
+    lake.refresh()
+    return lake.con
+
+
+def data_version() -> str:
+    """The lake's data version: part of every cached result's key, so new data shows at once."""
+    lake = _lake_at(_workspace_path())
+    lake.refresh()
+    return lake.version
+
+
+def refused_files() -> tuple[tuple[str, str], ...]:
+    """Lake files refused for a wrong schema: (path, why); the rest still serve."""
+    return _lake_at(_workspace_path()).snapshot.refused
 
 
 @st.cache_resource(show_spinner=False)
