@@ -3,9 +3,11 @@
 import streamlit as st
 
 from app.services import model_comparison as comparison
+from app.services import promotion
 from app.shell import caches, components, resources
 from app.shell.auth import audit_event, can, require
 from app.shell.resources import load_model, reader, workspace
+from app.views import comparison_report
 from app.views.charts import waterfall_chart
 from explainers.errors import AuditError, FraudLensError
 from explainers.latency import LatencyMeasurement
@@ -114,30 +116,30 @@ st.caption(f"Estimate [95% interval] from {report.metrics.n_resamples} bootstrap
            f"{report.reference}; * marks an interval that excludes zero. Precision in the top "
            f"{settings.capacity} per day: each day's {settings.capacity} highest scores are "
            "reviewed.")
-st.dataframe(comparison.metrics_table(report), hide_index=True)
-st.altair_chart(comparison.metrics_chart(report))
+st.dataframe(comparison_report.metrics_table(report), hide_index=True)
+st.altair_chart(comparison_report.metrics_chart(report))
 st.markdown("**Calibration** — observed fraud rate against the mean score, per score bin of "
             "width 10%; on the dashed diagonal a score is the probability of fraud.")
-st.altair_chart(comparison.calibration_chart(report), width="stretch")
+st.altair_chart(comparison_report.calibration_chart(report), width="stretch")
 
 st.subheader("Cost at each model's best threshold")
 st.caption(f"Missed fraud costs its amount; each review costs ${settings.review_cost:,.2f}; at "
            f"most {settings.capacity} reviews a day, highest scores first. Each model's "
            f"threshold minimises its total cost over the {h.days}-day holdout (◆ on the "
            "chart).")
-st.dataframe(comparison.cost_table(report), hide_index=True)
+st.dataframe(comparison_report.cost_table(report), hide_index=True)
 for pair in report.pairs:
     verb = "saves" if pair.savings_usd >= 0 else "costs"
     box = st.success if pair.savings_usd >= 0 else st.warning
     box(f"Switching from **{pair.reference}** to **{pair.challenger}** {verb} "
         f"**${abs(pair.savings_usd):,.0f}** on the holdout "
         f"(${abs(pair.savings_per_day_usd):,.0f} per day).")
-st.altair_chart(comparison.cost_chart(report), width="stretch")
+st.altair_chart(comparison_report.cost_chart(report), width="stretch")
 
 st.subheader("Stability over time")
 st.caption("ROC AUC and PR AUC per " + ("week" if report.stability_freq == "W" else
            "day (the holdout spans fewer than three weeks)") + "; a falling line is drift.")
-st.altair_chart(comparison.stability_chart(report))
+st.altair_chart(comparison_report.stability_chart(report))
 
 st.subheader("Serving SLA")
 if report.latency:
@@ -146,7 +148,7 @@ if report.latency:
                "predictions with the input already built (p50/p99), plus building the input "
                f"from a transaction row; batches of {first.batch_rows:,} rows end to end. "
                "Timings are cached per model checksum.")
-    st.dataframe(comparison.latency_table(report), hide_index=True)
+    st.dataframe(comparison_report.latency_table(report), hide_index=True)
 
 st.subheader("Explanations compared")
 pair = report.pairs[0]
@@ -163,23 +165,23 @@ st.metric("Spearman rank correlation of feature importance",
 left, right = st.columns([1, 1])
 with left:
     st.markdown("**Mean |SHAP| over the holdout**, the 15 features either model leans on most")
-    st.altair_chart(comparison.importance_pair_chart(imp), width="stretch")
+    st.altair_chart(comparison_report.importance_pair_chart(imp), width="stretch")
 with right:
     if pair.segments:
         st.markdown(f"**Per {pair.segments[0].segment}**: how alike the two importance orders "
                     f"are within each segment; ranks are {pair.reference} vs "
                     f"{pair.challenger}")
-        st.dataframe(comparison.segment_table(pair), hide_index=True)
+        st.dataframe(comparison_report.segment_table(pair), hide_index=True)
 st.markdown("**Features that differ most** — a flipped direction first, then the largest rank "
             "shift. Direction: the sign of the correlation between a feature's value and its "
             "SHAP value.")
-st.dataframe(comparison.most_different_table(imp), hide_index=True)
+st.dataframe(comparison_report.most_different_table(imp), hide_index=True)
 
 st.subheader("Where the models disagree")
 st.caption(f"{pair.disagreement_total:,} transactions after the training window are flagged by "
            f"exactly one of {pair.reference} and {pair.challenger} at the thresholds above; "
            "largest amounts first. Select a row to see both explanations.")
-view = comparison.disagreement_view(pair)
+view = comparison_report.disagreement_view(pair)
 score_cols = [c for c in view.columns if c.startswith("score ")]
 event = st.dataframe(view, hide_index=True, on_select="rerun", selection_mode="single-row",
                      key=f"cmp_disagree_{pair.challenger}", column_config={
@@ -208,11 +210,11 @@ details = {"models": list(report.model_ids), "reference": report.reference,
 d1, d2 = st.columns(2)
 with d1:
     components.audited_csv_download(
-        "metrics CSV", comparison.numbers_table(report), target="model comparison metrics",
+        "metrics CSV", comparison_report.numbers_table(report), target="model comparison metrics",
         file_name="comparison_metrics.csv", key="cmp_metrics_csv", details=details)
 with d2:
     components.audited_csv_download(
-        "attributions CSV", comparison.attributions_table(report),
+        "attributions CSV", comparison_report.attributions_table(report),
         target="model comparison attributions", file_name="comparison_attributions.csv",
         key="cmp_attr_csv", details=details)
 st.caption("The same comparison as a self-contained HTML report (charts included, no internet "
@@ -232,7 +234,7 @@ if can(principal, "promote"):
                                placeholder="e.g. higher recall at 1% FPR, lower cost")
         if st.form_submit_button("Promote to champion", type="primary"):
             try:
-                result = comparison.promote(workspace().registry, target, audit_event, reason)
+                result = promotion.promote(workspace().registry, target, audit_event, reason)
             except (AuditError, FraudLensError) as exc:
                 st.error(f"Not promoted: {exc}")
             else:

@@ -70,6 +70,7 @@ def _say(message: str) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from app.services import model_comparison as comparison
+    from app.views import comparison_report
     from data_access.audit import AuditLog
     from data_access.exports import write_csv
     from data_access.workspace import Workspace
@@ -117,8 +118,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return before_commit
 
         stem = out.stem
-        numbers = comparison.numbers_table(report)
-        attributions = comparison.attributions_table(report)
+        numbers = comparison_report.numbers_table(report)
+        attributions = comparison_report.attributions_table(report)
         written = [
             comparison.write_html_report(report, out, recorded("report", None)),
             write_csv(numbers, csv_dir / f"{stem}_metrics.csv",

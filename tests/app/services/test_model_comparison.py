@@ -13,9 +13,10 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from app.services import model_comparison as comparison
+from app.services import promotion
 from data_access.audit import AuditLog
 from data_access.exports import csv_bytes
-from data_access.warehouse import open_journal
+from data_access.journal import open_journal
 from data_access.workspace import Workspace
 from explainers.latency import measure_latency
 
@@ -194,14 +195,14 @@ def test_promotion_persists_in_the_registry_and_the_audit_trail(workspace_copy: 
     journal = open_journal(workspace_copy)
     try:
         log = AuditLog(journal)
-        result = comparison.promote(
+        result = promotion.promote(
             ws.registry, new, lambda action, target, outcome, details: log.append(
                 "mle@example.com", "mle", action, target, outcome, details),
             reason="better recall")
         records = log.records(action="stage_change")
     finally:
         journal.close()
-    assert result == comparison.Promotion(new, "candidate", ("fraud_xgb@1",))
+    assert result == promotion.Promotion(new, "candidate", ("fraud_xgb@1",))
     reopened = {m.key: m.stage for m in Workspace(workspace_copy).registry.list()}
     assert reopened[new] == "champion" and reopened["fraud_xgb@1"] == "archived"
     assert reopened["fraud_catboost@1"] == "candidate"
@@ -218,7 +219,7 @@ def test_promotion_is_refused_when_it_cannot_be_audited(workspace_copy: Path) ->
         raise AuditError("journal is read-only")
 
     with pytest.raises(AuditError):
-        comparison.promote(ws.registry, "fraud_catboost@1", broken)
+        promotion.promote(ws.registry, "fraud_catboost@1", broken)
     assert ws.registry.resolve("fraud_catboost@1").stage == "candidate"
 
 
