@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 WORKSPACE ?= workspace
 PORT ?= 8501
 
-.PHONY: install run test lint bench demo browser clean
+.PHONY: install run test lint bench demo browser postgres clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-$(WORKSPACE)/warehouse.duckdb: | $(STAMP)
+$(WORKSPACE)/lake: | $(STAMP)
 	$(VENV)/bin/fraudlens --workspace $(WORKSPACE) demo
 
-demo: $(WORKSPACE)/warehouse.duckdb
+demo: $(WORKSPACE)/lake
 
 run: install demo
 	FRAUDLENS_WORKSPACE=$(WORKSPACE) FRAUDLENS_DEMO_MODE=1 $(VENV)/bin/streamlit run \
@@ -32,10 +32,17 @@ browser:
 	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
+# Debian's PostgreSQL server for the journal tests (each test session starts a throwaway one).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q postgresql >/dev/null; }; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install browser lint
+test: install browser postgres lint
 	$(VENV)/bin/pytest
 
 bench: install

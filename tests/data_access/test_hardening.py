@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -36,7 +33,7 @@ def test_writing_files_and_tables_is_refused(app_reader, tmp_path: Path):
     out = tmp_path / "dump.csv"
     with pytest.raises(duckdb.Error):
         app_reader.execute(f"COPY (SELECT 1) TO '{out}'")
-    with pytest.raises(duckdb.Error, match=r"(?i)read-only|read only"):
+    with pytest.raises(duckdb.Error, match=r"(?i)view|base table"):
         app_reader.execute("DELETE FROM transactions")
     assert not out.exists()
 
@@ -75,52 +72,12 @@ def test_injection_text_is_only_a_parameter_value(app_reader):
     assert cur.execute("SELECT count(*) FROM transactions").fetchone()[0] == total
 
 
-def test_missing_warehouse_is_an_error_and_nothing_is_created(tmp_path: Path):
+def test_missing_workspace_or_lake_is_an_error_and_nothing_is_created(tmp_path: Path):
     ws = tmp_path / "ws"
-    with pytest.raises(WarehouseError, match="No warehouse at"):
+    with pytest.raises(WarehouseError, match="does not exist"):
         open_reader(ws)
     assert not ws.exists()
     ws.mkdir()
     with pytest.raises(WarehouseError, match="fraudlens demo"):
         Workspace.at(ws).reader()
     assert list(ws.iterdir()) == []
-
-
-def test_foreign_duckdb_file_is_refused_naming_missing_tables(tmp_path: Path):
-    (tmp_path / "ws").mkdir()
-    path = tmp_path / "ws" / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
-    con.close()
-    with pytest.raises(WarehouseError) as info:
-        open_reader(tmp_path / "ws")
-    message = str(info.value)
-    assert "not a FraudLens warehouse" in message
-    for table in ("transactions", "labels", "models", "scores"):
-        assert table in message
-
-
-def test_non_duckdb_file_is_refused(tmp_path: Path):
-    (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "warehouse.duckdb").write_bytes(b"PK\x03\x04 definitely not duckdb" * 100)
-    with pytest.raises(WarehouseError):
-        open_reader(tmp_path / "ws")
-
-
-def test_warehouse_held_by_a_writer_is_reported_as_locked(workspace_copy: Path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time, duckdb
-            con = duckdb.connect({str(workspace_copy / "warehouse.duckdb")!r})
-            print("ready", flush=True)
-            sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(WarehouseError, match="locked"):
-            open_reader(workspace_copy)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
