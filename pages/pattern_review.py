@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app.services import pattern_review as patterns
+from app.services import pattern_review
 from app.shell import caches, components
 from app.shell.auth import audit_event, can, require
 from app.shell.resources import journal, load_model, manifests, reader
-from data_access import findings as store
+from app.views import review_pack
+from data_access import review_journal
 from explainers.errors import AuditError, FraudLensError
 
 principal = require("review", "Pattern review")
@@ -26,7 +27,7 @@ if not infos:
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 with c1:
     model_id = components.model_picker(infos, key="review_model")
-default = patterns.last_full_week(reader())
+default = pattern_review.last_full_week(reader())
 if default is None:
     components.missing("The warehouse holds no transactions.", "fraudlens demo")
     st.stop()
@@ -34,20 +35,20 @@ dates = c2.date_input("Event dates (UTC)", (default.since, default.until - timed
                       key="review_dates", help="Defaults to the last full week with labels")
 if len(dates) != 2:
     st.stop()
-window = patterns.Window(dates[0], dates[1] + timedelta(days=1))
+window = pattern_review.Window(dates[0], dates[1] + timedelta(days=1))
 extra = next((m for m in manifests() if m["model_id"] == model_id), {})
-threshold = patterns.model_threshold(extra)
+threshold = pattern_review.model_threshold(extra)
 if c3.button("Mine findings", type="primary", icon=":material/hub:", key="review_mine"):
     try:
         with st.spinner("Clustering this window's cases and backtesting their rules…"):
-            result = patterns.mine(reader(), load_model(model_id), window,
+            result = pattern_review.mine(reader(), load_model(model_id), window,
                                    seed=caches.sample_seed(), threshold=threshold)
-            store.store_findings(journal(), model_id, window.since, window.until,
+            review_journal.store_findings(journal(), model_id, window.since, window.until,
                                  result.findings, result.members, principal.actor)
     except FraudLensError as exc:
         st.error(f"Mining failed: {exc}")
 
-table = store.stored_findings(journal(), model_id, window.since, window.until)
+table = review_journal.stored_findings(journal(), model_id, window.since, window.until)
 if table.empty:
     st.info(f"No findings yet for {model_id}, {window.text()}. Press **Mine findings** "
             f"(cases scored ≥ {threshold:g}, and confirmed fraud scored below it; a window "
@@ -55,27 +56,27 @@ if table.empty:
     st.stop()
 current = table[table["change"] != "gone"]
 gone = table[table["change"] == "gone"]
-st.caption(f"{len(current)} findings, {patterns.mined_at_text(table)} · threshold "
+st.caption(f"{len(current)} findings, {pattern_review.mined_at_text(table)} · threshold "
            f"{threshold:g} · flagged = scored at or above it; missed = confirmed fraud below it.")
-notes = store.latest_annotations(journal(), current["finding_id"])
+notes = review_journal.latest_annotations(journal(), current["finding_id"])
 status = dict(zip(notes["finding_id"], notes["status"], strict=True))
 
 for row in current.itertuples(index=False):
     label = (f"#{row.rank} · {row.population} · {row.change} · {row.cases} cases · "
-             f"{patterns.usd(row.amount_at_risk_usd)} at risk · "
+             f"{review_pack.usd(row.amount_at_risk_usd)} at risk · "
              f"{status.get(row.finding_id, 'not annotated')} · {row.finding_id}")
     with st.expander(label, expanded=row.rank <= 3):
         m = st.columns(4)
         m[0].metric("Confirmed fraud (labelled)", f"{row.confirmed_fraud} of {row.labelled}")
-        m[1].metric("Rule precision", patterns.pct(row.backtest_precision),
+        m[1].metric("Rule precision", review_pack.pct(row.backtest_precision),
                     help=f"Backtest since {row.backtest_since}, labels known today")
-        m[2].metric("Rule recall", patterns.pct(row.backtest_recall))
+        m[2].metric("Rule recall", review_pack.pct(row.backtest_recall))
         m[3].metric("Alerts a day", f"{row.backtest_alerts_per_day:.1f}")
         st.code(row.rule, language=None)
         left, right = st.columns(2)
-        left.altair_chart(patterns.drivers_chart(row.drivers_json), height=320,
+        left.altair_chart(review_pack.drivers_chart(row.drivers_json), height=320,
                           key=f"drv_{row.finding_id}")
-        right.altair_chart(patterns.backtest_chart(row.backtest_daily_json), height=320,
+        right.altair_chart(review_pack.backtest_chart(row.backtest_daily_json), height=320,
                            key=f"bt_{row.finding_id}")
         if row.previous_finding_id:
             st.caption(f"Last week: {row.previous_finding_id} with {row.cases_previous_week} "
@@ -85,23 +86,23 @@ for row in current.itertuples(index=False):
         last = latest.iloc[0] if len(latest) else None
         with st.form(f"note_{row.finding_id}"):
             title = st.text_input("Title", "" if last is None else last["title"])
-            new_status = st.selectbox("Status", store.ANNOTATION_STATUSES,
-                                      index=store.ANNOTATION_STATUSES.index(
+            new_status = st.selectbox("Status", review_journal.ANNOTATION_STATUSES,
+                                      index=review_journal.ANNOTATION_STATUSES.index(
                                           "new" if last is None else last["status"]))
             owner = st.text_input("Owner", "" if last is None else last["owner"])
             text = st.text_area("Notes", "" if last is None else last["notes"])
             if st.form_submit_button("Save annotation"):
                 try:
-                    store.annotate(journal(), row.finding_id, title=title, status=new_status,
-                                   owner=owner, notes=text, author=principal.actor,
-                                   before_commit=lambda a: audit_event(
-                                       "annotation", a.finding_id, "ok",
-                                       {"revision": a.revision, "status": a.status,
-                                        "model": model_id}))
+                    review_journal.annotate(
+                        journal(), row.finding_id, title=title, status=new_status, owner=owner,
+                        notes=text, author=principal.actor,
+                        before_commit=lambda a: audit_event(
+                            "annotation", a.finding_id, "ok",
+                            {"revision": a.revision, "status": a.status, "model": model_id}))
                     st.rerun()
                 except (AuditError, FraudLensError) as exc:
                     st.error(f"Annotation not saved: {exc}")
-        history = store.annotation_history(journal(), row.finding_id)
+        history = review_journal.annotation_history(journal(), row.finding_id)
         if len(history):
             st.caption("Annotation history (newest first)")
             st.dataframe(history, hide_index=True, key=f"hist_{row.finding_id}")
@@ -117,10 +118,10 @@ if not can(principal, "export"):
     st.stop()
 stem = f"{model_id.replace('@', '_v')}_{window.since}_{window.until}"
 details = {"model": model_id, "since": str(window.since), "until": str(window.until)}
-components.audited_csv_download("findings CSV", patterns.csv_table(table),
+components.audited_csv_download("findings CSV", pattern_review.csv_table(table),
                                 target=f"findings:{model_id}", file_name=f"findings_{stem}.csv",
                                 key="review_findings", details=details)
-components.audited_csv_download("SHAP summary CSV", patterns.shap_summary_table(table),
+components.audited_csv_download("SHAP summary CSV", pattern_review.shap_summary_table(table),
                                 target=f"findings-shap:{model_id}",
                                 file_name=f"findings_shap_{stem}.csv", key="review_shap",
                                 details=details)
@@ -129,7 +130,7 @@ version = (model_id, str(window), str(table["mined_at"].iloc[0]),
 prepared = st.session_state.get("_review_pack")
 if (prepared is None or prepared[0] != version) and st.button(
         "Prepare HTML review pack", icon=":material/download:", key="review_pack_prepare"):
-    pack = patterns.review_pack_html(table, notes).encode("utf-8")
+    pack = review_pack.review_pack_html(table, notes).encode("utf-8")
     digest = hashlib.sha256(pack).hexdigest()
     try:
         audit_event("export", f"review-pack:{model_id}", "ok",

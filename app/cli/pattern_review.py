@@ -66,24 +66,24 @@ def _say(message: str) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     """Mine, export (audited) and keep the findings; returns the exit status."""
-    from app.services import pattern_review as patterns
-    from data_access import findings as store
+    from app.services import pattern_review
+    from data_access import review_journal
     from data_access.audit import AuditLog
     from data_access.workspace import Workspace
 
     out = _checked(args.out, (".csv",), "findings file")
     members_out = _checked(args.members_out, (".csv",), "members file")
     pack_out = _checked(args.pack_out, (".html", ".htm"), "review pack")
-    window = patterns.Window(args.since, args.until)
+    window = pattern_review.Window(args.since, args.until)
     ws = Workspace.at(args.workspace)
     manifest = ws.registry.resolve(args.model)
     threshold = (args.threshold if args.threshold is not None
-                 else patterns.model_threshold(manifest.extra))
+                 else pattern_review.model_threshold(manifest.extra))
     _say(f"loading {manifest.key}")
     model = ws.registry.load(manifest)
     con = ws.reader()
     try:
-        result = patterns.mine(con, model, window, seed=args.seed, threshold=threshold,
+        result = pattern_review.mine(con, model, window, seed=args.seed, threshold=threshold,
                                progress=_say)
     finally:
         con.close()
@@ -98,12 +98,12 @@ def handler(args: argparse.Namespace) -> int:
             record_export(audit, actor, written, what, rows, details)
 
         ids = result.findings["finding_id"].tolist()
-        annotations = store.latest_annotations(journal, ids)
-        written = patterns.write_exports(
+        annotations = review_journal.latest_annotations(journal, ids)
+        written = pattern_review.write_exports(
             result, str(out), members_out=str(members_out) if members_out else None,
             pack_out=str(pack_out) if pack_out else None, annotations=annotations,
             audit=record)
-        store.store_findings(journal, manifest.key, window.since, window.until,
+        review_journal.store_findings(journal, manifest.key, window.since, window.until,
                              result.findings, result.members, actor)
     current = result.findings[result.findings["change"] != "gone"]
     print(f"{len(current)} findings for {manifest.key}, {window.text()} "

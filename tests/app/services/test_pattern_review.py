@@ -20,12 +20,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.cli.pattern_review import add_parser
-from app.services import pattern_review as patterns
+from app.services import pattern_review
 from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
-from data_access import findings as store
+from data_access import findings, review_journal
 from data_access.audit import AuditLog
 from data_access.exports import DANGEROUS_PREFIXES
-from data_access.warehouse import open_journal
+from data_access.journal import open_journal
 from data_access.workspace import Workspace
 from explainers.clustering import Condition, Rule
 from explainers.errors import AuditError, ValidationError
@@ -33,8 +33,8 @@ from explainers.errors import AuditError, ValidationError
 ROOT = Path(__file__).resolve().parents[3]
 APP = str(ROOT / "streamlit_app.py")
 RECOVERY_ROWS = 50_000
-RECOVERY_WINDOW = patterns.Window(date(2026, 10, 5), date(2026, 11, 2))
-LAST_FULL_WEEK = patterns.Window(date(2026, 11, 9), date(2026, 11, 16))
+RECOVERY_WINDOW = pattern_review.Window(date(2026, 10, 5), date(2026, 11, 2))
+LAST_FULL_WEEK = pattern_review.Window(date(2026, 11, 9), date(2026, 11, 16))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -53,11 +53,11 @@ def world50(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def recovered(world50: Path) -> tuple[patterns.MiningResult, pd.DataFrame]:
+def recovered(world50: Path) -> tuple[pattern_review.MiningResult, pd.DataFrame]:
     ws = Workspace(world50)
     con = ws.reader()
     try:
-        result = patterns.mine(con, ws.registry.load("fraud_xgb@1"), RECOVERY_WINDOW, seed=7)
+        result = pattern_review.mine(con, ws.registry.load("fraud_xgb@1"), RECOVERY_WINDOW, seed=7)
         truth = con.execute("SELECT transaction_id, typology FROM "
                             "ground_truth_typologies").df()
         accounts = con.execute("SELECT transaction_id, account_id, account_age_days "
@@ -107,7 +107,7 @@ def _records(ws: Path, action: str | None = None) -> pd.DataFrame:
 @pytest.mark.parametrize(("typology", "population"), [
     ("account_takeover", "flagged"), ("promo_abuse", "flagged"), ("card_testing", "missed")])
 def test_planted_typology_is_recovered_as_one_finding(
-        recovered: tuple[patterns.MiningResult, pd.DataFrame], typology: str,
+        recovered: tuple[pattern_review.MiningResult, pd.DataFrame], typology: str,
         population: str) -> None:
     _, members = recovered
     best = _best_finding(members, typology, population)
@@ -119,7 +119,7 @@ def test_planted_typology_is_recovered_as_one_finding(
 
 
 def test_card_testing_is_never_flagged_so_it_is_found_among_missed_fraud(
-        recovered: tuple[patterns.MiningResult, pd.DataFrame]) -> None:
+        recovered: tuple[pattern_review.MiningResult, pd.DataFrame]) -> None:
     """This model was trained before card testing ramps up (the world plants it growing
     towards the end), so it scores it low: the review finds it as confirmed fraud the model
     missed, which is what a `needs-feature` annotation is for."""
@@ -130,7 +130,7 @@ def test_card_testing_is_never_flagged_so_it_is_found_among_missed_fraud(
 
 
 def test_money_mule_finding_shares_its_pattern_with_fast_mover_lookalikes(
-        recovered: tuple[patterns.MiningResult, pd.DataFrame]) -> None:
+        recovered: tuple[pattern_review.MiningResult, pd.DataFrame]) -> None:
     """Money mules are recovered as one finding (all of their flagged cases, and every fraud
     case in it is a mule), but about a third of its cases are legit: the world plants 'fast
     mover' accounts (12% of accounts opened in the window: large deposits withdrawn soon
@@ -150,7 +150,7 @@ def test_money_mule_finding_shares_its_pattern_with_fast_mover_lookalikes(
 
 
 def test_findings_have_rules_drivers_and_week_over_week_change(
-        recovered: tuple[patterns.MiningResult, pd.DataFrame]) -> None:
+        recovered: tuple[pattern_review.MiningResult, pd.DataFrame]) -> None:
     result, _ = recovered
     table = result.findings
     current = table[table["change"] != "gone"]
@@ -185,7 +185,7 @@ def _literal_sql(c: Condition) -> str:
 
 
 def test_rule_metrics_equal_a_direct_sql_count(
-        world50: Path, recovered: tuple[patterns.MiningResult, pd.DataFrame]) -> None:
+        world50: Path, recovered: tuple[pattern_review.MiningResult, pd.DataFrame]) -> None:
     result, _ = recovered
     con = Workspace(world50).reader()
     try:
@@ -217,14 +217,14 @@ def test_rule_sql_takes_values_as_parameters_and_names_from_the_allowlist(
     con = Workspace(demo_workspace).reader()
     try:
         evil = [Condition("country", "in", levels=("' OR 1=1--",))]
-        where, params = store.rule_where(evil, ["country"])
+        where, params = findings.rule_where(evil, ["country"])
         assert "OR 1=1" not in where and params == ["' OR 1=1--"]
-        bt = store.backtest(con, evil, ["country"], date(2026, 11, 9), date(2026, 11, 16))
+        bt = findings.backtest(con, evil, ["country"], date(2026, 11, 9), date(2026, 11, 16))
         assert bt.alerts == 0 and bt.daily["transactions"].sum() > 0
         with pytest.raises(ValidationError):
-            store.rule_where([Condition("email", "in", levels=("x",))], ["country"])
+            findings.rule_where([Condition("email", "in", levels=("x",))], ["country"])
         with pytest.raises(ValidationError):
-            store.rule_where([Condition('x" OR 1=1 --', "=", 1.0)], ['x" OR 1=1 --'])
+            findings.rule_where([Condition('x" OR 1=1 --', "=", 1.0)], ['x" OR 1=1 --'])
     finally:
         con.close()
 
@@ -256,7 +256,7 @@ def test_same_workspace_and_seed_give_byte_identical_exports(workspace_copy: Pat
     assert list(members.columns) == ["transaction_id", "finding_id"]
     con = open_journal(workspace_copy)
     try:
-        stored = store.stored_findings(con, "fraud_xgb@1", LAST_FULL_WEEK.since,
+        stored = review_journal.stored_findings(con, "fraud_xgb@1", LAST_FULL_WEEK.since,
                                        LAST_FULL_WEEK.until)
     finally:
         con.close()
@@ -267,7 +267,7 @@ def test_export_text_cells_are_formula_safe(demo_workspace: Path, tmp_path: Path
     ws = Workspace(demo_workspace)
     con = ws.reader()
     try:
-        result = patterns.mine(con, ws.registry.load("fraud_xgb@1"), LAST_FULL_WEEK, seed=7)
+        result = pattern_review.mine(con, ws.registry.load("fraud_xgb@1"), LAST_FULL_WEEK, seed=7)
     finally:
         con.close()
     table = result.findings.copy()
@@ -275,11 +275,11 @@ def test_export_text_cells_are_formula_safe(demo_workspace: Path, tmp_path: Path
     table.loc[0, "top_drivers"] = "-2+3"
     table.loc[0, "representative_cases"] = "@SUM(A1:A9)"
     table.loc[0, "top_drift"] = "\t=1+1"
-    poisoned = patterns.MiningResult(result.model_id, result.window, result.previous,
+    poisoned = pattern_review.MiningResult(result.model_id, result.window, result.previous,
                                      result.threshold, result.seed, table, result.members,
                                      result.drift, result.counts)
     audited: list[tuple[str, str]] = []
-    written = patterns.write_exports(poisoned, str(tmp_path / "f.csv"),
+    written = pattern_review.write_exports(poisoned, str(tmp_path / "f.csv"),
                                      audit=lambda what, r, rows: audited.append((what, r.sha256)))
     rows = list(csv.reader(io.StringIO((tmp_path / "f.csv").read_text("utf-8"))))
     header = rows[0]
@@ -298,7 +298,7 @@ def test_export_text_cells_are_formula_safe(demo_workspace: Path, tmp_path: Path
         raise AuditError("journal unavailable")
 
     with pytest.raises(AuditError):
-        patterns.write_exports(result, str(tmp_path / "g.csv"), audit=refuse)
+        pattern_review.write_exports(result, str(tmp_path / "g.csv"), audit=refuse)
     assert not (tmp_path / "g.csv").exists()
 
 
@@ -307,12 +307,12 @@ def test_a_window_without_cases_exports_an_empty_review(demo_workspace: Path,
     ws = Workspace(demo_workspace)
     con = ws.reader()
     try:
-        result = patterns.mine(con, ws.registry.load("fraud_xgb@1"),
-                               patterns.Window(date(2027, 1, 4), date(2027, 1, 11)), seed=7)
+        result = pattern_review.mine(con, ws.registry.load("fraud_xgb@1"),
+                               pattern_review.Window(date(2027, 1, 4), date(2027, 1, 11)), seed=7)
     finally:
         con.close()
     assert result.findings.empty and result.members.empty
-    written = patterns.write_exports(result, str(tmp_path / "f.csv"),
+    written = pattern_review.write_exports(result, str(tmp_path / "f.csv"),
                                      members_out=str(tmp_path / "m.csv"),
                                      pack_out=str(tmp_path / "p.html"))
     assert written.findings.rows == 0 and written.pack is not None
@@ -341,30 +341,30 @@ def test_annotations_are_append_only_revisions_audited_before_commit(
     try:
         audit = AuditLog(con)
 
-        def record(note: store.Annotation) -> None:
+        def record(note: review_journal.Annotation) -> None:
             audit.append(note.author, "analyst", "annotation", note.finding_id, "ok",
                          {"revision": note.revision, "status": note.status})
 
-        first = store.annotate(con, "Fabc", title="ATO ring", status="new", owner="ana",
+        first = review_journal.annotate(con, "Fabc", title="ATO ring", status="new", owner="ana",
                                notes="", author="a@example.com", before_commit=record)
-        second = store.annotate(con, "Fabc", title="ATO ring", status="confirmed",
+        second = review_journal.annotate(con, "Fabc", title="ATO ring", status="confirmed",
                                 owner="ana", notes="=cmd", author="b@example.com",
                                 before_commit=record)
         assert (first.revision, second.revision) == (1, 2)
 
-        def fail(note: store.Annotation) -> None:
+        def fail(note: review_journal.Annotation) -> None:
             raise AuditError("no audit")
 
         with pytest.raises(AuditError):
-            store.annotate(con, "Fabc", title="x", status="spurious", owner="", notes="",
+            review_journal.annotate(con, "Fabc", title="x", status="spurious", owner="", notes="",
                            author="c@example.com", before_commit=fail)
         with pytest.raises(ValidationError):
-            store.annotate(con, "Fabc", title="x", status="closed", owner="", notes="",
+            review_journal.annotate(con, "Fabc", title="x", status="closed", owner="", notes="",
                            author="c@example.com")
-        history = store.annotation_history(con, "Fabc")
+        history = review_journal.annotation_history(con, "Fabc")
         assert list(history["revision"]) == [2, 1]
         assert list(history["author"]) == ["b@example.com", "a@example.com"]
-        latest = store.latest_annotations(con, ["Fabc", "Fnone"])
+        latest = review_journal.latest_annotations(con, ["Fabc", "Fnone"])
         assert latest[["finding_id", "status"]].values.tolist() == [["Fabc", "confirmed"]]
         assert len(audit.records(action="annotation")) == 2
     finally:
@@ -374,7 +374,7 @@ def test_annotations_are_append_only_revisions_audited_before_commit(
 def test_last_full_week_with_labels_is_the_default_window(demo_workspace: Path) -> None:
     con = Workspace(demo_workspace).reader()
     try:
-        assert patterns.last_full_week(con) == LAST_FULL_WEEK
+        assert pattern_review.last_full_week(con) == LAST_FULL_WEEK
     finally:
         con.close()
 
