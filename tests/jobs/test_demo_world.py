@@ -324,3 +324,9 @@ def test_tiny_worlds_and_bad_arguments():
         generate_world(0)
     with pytest.raises(ValueError, match="chunk_rows"):
         next(iter_world_chunks(10, 1, chunk_rows=0))
+
+
+def test_fingerprint_is_pinned_so_a_refactor_cannot_change_the_world():
+    # the value the single-module generator produced before it was split into a package
+    assert world_fingerprint(generate_world(ROWS, SEED)) == (
+        "c294e667cc35e424b6deafeb7b744104acd0436738714bbd37b333bcb21c5736")
