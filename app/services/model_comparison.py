@@ -1,8 +1,6 @@
-"""Model comparison, the ML engineer's job: assemble one matured holdout for two or more
-candidates, run `explainers.comparison_stats` / `explainers.latency` on it, and return a
-`ComparisonReport`; promote the chosen one. No Streamlit, no SQL (`data_access.holdout` reads
-the lake), no drawing (`app.views.comparison_report` turns a report into tables, charts and
-HTML). The page and `fraudlens compare` both call `build_report`.
+"""Model comparison, the ML engineer's job: one matured holdout for two or more candidates,
+`explainers.comparison_stats`, `review_cost` and `latency` on it, a `ComparisonReport` out.
+No Streamlit, no SQL (`data_access.holdout`), no drawing (`app.views.comparison_report`).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort
 from data_access.warehouse import table_columns
 from explainers import comparison_stats as cmp
+from explainers import review_cost
 from explainers.errors import ValidationError
 from explainers.frames import explain_frame
 from explainers.latency import LatencyMeasurement, Sla, measure_latency
@@ -131,7 +130,7 @@ class ComparisonReport:
     holdout: HoldoutSummary
     metrics: cmp.MetricsResult
     calibration: pd.DataFrame
-    thresholds: tuple[cmp.ThresholdChoice, ...]
+    thresholds: tuple[review_cost.ThresholdChoice, ...]
     stability: pd.DataFrame
     stability_freq: str  # "W" or "D"
     latency: tuple[LatencyMeasurement, ...]
@@ -147,7 +146,7 @@ class ComparisonReport:
     def model_ids(self) -> tuple[str, ...]:
         return tuple(c.model_id for c in self.candidates)
 
-    def threshold(self, model_id: str) -> cmp.ThresholdChoice:
+    def threshold(self, model_id: str) -> review_cost.ThresholdChoice:
         return next(t for t in self.thresholds if t.model == model_id)
 
     def pair(self, challenger: str) -> PairComparison:
@@ -158,16 +157,26 @@ class ComparisonReport:
 
 
 def _training_end(manifests: Sequence[Manifest]) -> tuple[pd.Timestamp | None, list[str]]:
+    """The latest known training end, and a warning naming models whose end is unknown (empty,
+    unparsable): with none known the holdout is chosen from matured labels alone."""
     ends, unknown = [], []
     for m in manifests:
+        raw = str(m.training_window.get("end") or "").strip()
         try:
-            ends.append(to_utc(str(m.training_window.get("end") or "")))
+            end = to_utc(raw) if raw else None
         except ValueError:
+            end = None
+        if end is None or pd.isna(end):
             unknown.append(m.key)
+        else:
+            ends.append(end)
     warnings = []
     if unknown:
+        basis = ("the other models' training ends and matured labels" if ends
+                 else "matured labels alone")
         warnings.append(f"No training window end is recorded for {', '.join(unknown)}: the "
-                        "holdout may contain rows it was trained on.")
+                        f"holdout is chosen from {basis} and may contain rows it was trained "
+                        "on. Register it with --training-start/--training-end.")
     return (max(ends) if ends else None), warnings
 
 
@@ -327,7 +336,7 @@ def _select_holdout(con: duckdb.DuckDBPyConnection, ids: list[str],
 class _Scores:
     metrics: cmp.MetricsResult
     calibration: pd.DataFrame
-    thresholds: tuple[cmp.ThresholdChoice, ...]
+    thresholds: tuple[review_cost.ThresholdChoice, ...]
     stability: pd.DataFrame
     freq: str
 
@@ -344,8 +353,9 @@ def _score(h: _Holdout, ids: list[str], reference: str,
                                     reference=reference)
     calibration = pd.concat([cmp.calibration_table(y, scores[m], m) for m in ids],
                             ignore_index=True)
-    cost = cmp.CostModel(review_cost=settings.review_cost, capacity=settings.capacity)
-    thresholds = tuple(cmp.choose_threshold(m, scores[m], y, amount, day, cost) for m in ids)
+    cost = review_cost.CostModel(review_cost=settings.review_cost, capacity=settings.capacity)
+    thresholds = tuple(review_cost.choose_threshold(m, scores[m], y, amount, day, cost)
+                       for m in ids)
     weeks = cmp.week_start(holdout["event_time"]).nunique()
     freq = "W" if weeks >= 3 else "D"
     stability = cmp.period_metrics(y, scores, holdout["event_time"], freq)
@@ -414,7 +424,7 @@ def _pairs(pool: pd.DataFrame, ids: list[str], reference: str,
                                    rows=int(min(ref_s[k]["rows"].iloc[0],
                                                 ch_s[k]["rows"].iloc[0])))
             for k in ref_s if k is not None and k in ch_s)
-        every = cmp.disagreements(cases, reference, challenger, chosen, limit=len(cases))
+        every = review_cost.disagreements(cases, reference, challenger, chosen, limit=len(cases))
         ref_cost, ch_cost = (next(t for t in scored.thresholds if t.model == m)
                              for m in (reference, challenger))
         saved = ref_cost.total_cost_usd - ch_cost.total_cost_usd

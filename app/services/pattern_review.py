@@ -42,6 +42,7 @@ from data_access.review_queries import (
 from explainers import clustering
 from explainers.frames import explain_frame
 from explainers.model import LoadedModel
+from explainers.rules import surrogate_rule
 from explainers.timeutil import to_utc
 
 __all__ = [
@@ -223,7 +224,7 @@ def _current_finding(con: duckdb.DuckDBPyConnection, model: LoadedModel, window:
     target = np.concatenate([
         data.all_cases["transaction_id"].isin(sub["transaction_id"]).to_numpy(),
         np.zeros(len(data.background), dtype=bool)])
-    rule = clustering.surrogate_rule(data.fit_frame, target, model.schema, seed=seed,
+    rule = surrogate_rule(data.fit_frame, target, model.schema, seed=seed,
                                      weights=data.weight)
     bt = backtest(con, rule.conditions, data.features, window.since, window.until)
     drivers = clustering.drivers(cur.shap[in_c], names)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explainers import clustering
-from explainers.clustering import Condition, Rule
+from explainers import clustering, rules
+from explainers.rules import Condition, Rule
 from explainers.schema import FeatureSchema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,11 +102,11 @@ def _account_takeover_frame(n: int = 4000, seed: int = 5) -> tuple[pd.DataFrame,
 
 def test_surrogate_rule_reads_like_the_planted_pattern() -> None:
     frame, planted = _account_takeover_frame()
-    rule = clustering.surrogate_rule(frame, planted, SCHEMA, seed=7)
+    rule = rules.surrogate_rule(frame, planted, SCHEMA, seed=7)
     assert 1 <= len(rule.conditions) <= 3
     features = {c.feature for c in rule.conditions}
     assert features <= {"new_device", "minutes_since_password_reset", "amount_vs_30d_avg"}
-    hit = clustering.rule_mask(frame, rule)
+    hit = rules.rule_mask(frame, rule)
     assert (hit & planted).sum() / planted.sum() >= 0.9
     assert (hit & planted).sum() / hit.sum() >= 0.9
     assert rule.sample_precision == pytest.approx((hit & planted).sum() / hit.sum())
@@ -120,9 +120,9 @@ def test_sample_weights_make_precision_a_population_estimate() -> None:
     rng = np.random.default_rng(1)
     keep = planted | (rng.random(len(frame)) < 0.1)
     weights = np.where(planted[keep], 1.0, 10.0)
-    rule = clustering.surrogate_rule(frame[keep].reset_index(drop=True), planted[keep], SCHEMA,
+    rule = rules.surrogate_rule(frame[keep].reset_index(drop=True), planted[keep], SCHEMA,
                                    seed=7, weights=weights)
-    hit = clustering.rule_mask(frame, rule)
+    hit = rules.rule_mask(frame, rule)
     full_precision = (hit & planted).sum() / hit.sum()
     assert rule.sample_precision == pytest.approx(full_precision, abs=0.1)
 
@@ -146,13 +146,13 @@ def test_condition_text(condition: Condition, text: str) -> None:
 
 def test_rule_mask_follows_sql_null_semantics() -> None:
     frame = pd.DataFrame({"x": [1.0, np.nan, 5.0], "channel": ["web", None, "api"]})
-    assert list(clustering.rule_mask(frame, [Condition("x", "<=", 2.0)])) == [True, False, False]
-    assert list(clustering.rule_mask(frame, [Condition("x", "<=", 2.0, or_missing=True)])) == [
+    assert list(rules.rule_mask(frame, [Condition("x", "<=", 2.0)])) == [True, False, False]
+    assert list(rules.rule_mask(frame, [Condition("x", "<=", 2.0, or_missing=True)])) == [
         True, True, False]
-    assert list(clustering.rule_mask(frame, [Condition("channel", "not in", levels=("web",))])) \
+    assert list(rules.rule_mask(frame, [Condition("channel", "not in", levels=("web",))])) \
         == [False, False, True]
     rule = Rule((Condition("x", ">", 0.0), Condition("channel", "in", levels=("api",))))
-    assert list(clustering.rule_mask(frame, Rule.from_json(rule.to_json()))) == [False, False, True]
+    assert list(rules.rule_mask(frame, Rule.from_json(rule.to_json()))) == [False, False, True]
     with pytest.raises(ValueError):
         Condition("x", "in", 1.0)
 
@@ -179,7 +179,7 @@ def test_attribution_drift_ranks_features_by_change_in_reliance() -> None:
 
 
 def test_clustering_module_imports_no_streamlit_or_duckdb() -> None:
-    code = ("import json, sys, explainers.clustering\n"
+    code = ("import json, sys, explainers.clustering, explainers.rules\n"
             "print(json.dumps(sorted(k for k in ('streamlit', 'duckdb', 'shap') "
             "if k in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

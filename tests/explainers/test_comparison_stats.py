@@ -10,6 +10,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 from explainers import comparison_stats as cmp
+from explainers import review_cost
 from explainers.latency import Sla, measure_latency
 
 UTC = "UTC"
@@ -148,15 +149,15 @@ def test_cost_model_picks_the_cheapest_threshold_under_capacity() -> None:
     y = np.array([1, 0, 1, 0, 1, 0])
     amount = np.array([100.0, 50.0, 400.0, 10.0, 30.0, 5.0])
     day = np.array([1, 1, 1, 2, 2, 2])
-    cost = cmp.CostModel(review_cost=20.0, capacity=2)
-    curve = cmp.cost_curve(score, y, amount, day, cost).set_index("threshold")
+    cost = review_cost.CostModel(review_cost=20.0, capacity=2)
+    curve = review_cost.cost_curve(score, y, amount, day, cost).set_index("threshold")
     # nothing flagged: every fraud missed
     assert curve.loc[np.inf, "total_cost_usd"] == 530.0
     # >= 0.3: day 1 reviews 0.9, 0.8 (capacity 2; 0.3 overflows), day 2 reviews 0.95
     row = curve.loc[0.3]
     assert (row["flagged"], row["reviewed"], row["fraud_caught"]) == (4, 3, 1)
     assert row["total_cost_usd"] == pytest.approx(3 * 20 + 400 + 30)
-    best = cmp.choose_threshold("m", score, y, amount, day, cost)
+    best = review_cost.choose_threshold("m", score, y, amount, day, cost)
     assert best.total_cost_usd == curve["total_cost_usd"].min()
     # >= 0.9 reviews one case a day and catches the $100 fraud: 2 x 20 + 430 beats 0.2's
     # 4 x 20 + 400 and 0.3's 490
@@ -210,7 +211,7 @@ def test_disagreements_are_one_sided_flags_largest_amount_first() -> None:
         "event_time": pd.date_range("2026-01-01", periods=4, tz=UTC),
         "amount_usd": [10.0, 500.0, 80.0, 999.0], "is_fraud": [1.0, np.nan, 0.0, 1.0],
         "score_A": [0.9, 0.2, 0.7, 0.95], "score_B": [0.1, 0.8, 0.6, 0.9]})
-    d = cmp.disagreements(cases, "A", "B", {"A": 0.65, "B": 0.5})
+    d = review_cost.disagreements(cases, "A", "B", {"A": 0.65, "B": 0.5})
     assert d["transaction_id"].tolist() == ["t2", "t1"]
     assert d["flagged_by"].tolist() == ["B", "A"]
     assert np.isnan(d["is_fraud"].iloc[0])
