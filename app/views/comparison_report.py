@@ -330,7 +330,7 @@ def _chart(chart: alt.TopLevelMixin) -> Chart:
 
 def report_html(report: ComparisonReport) -> str:
     """The comparison as one self-contained HTML page (`html_report.render_html`): tables, and
-    Altair charts drawn by the vega-embed that Streamlit ships, inlined."""
+    Altair charts as inline SVG."""
     h = report.holdout
     s = report.settings
     lead: list[Any] = [Html.format(

@@ -1,5 +1,6 @@
-"""Self-contained HTML reports: escaped text and tables, and Vega-Lite charts drawn by the
-vega-embed that the installed Streamlit ships, inlined. Nothing is fetched from a network.
+"""Self-contained HTML reports: escaped text and tables, and Vega-Lite charts rendered to inline
+SVG by vl-convert when the report is written. No script runs and nothing is fetched from a
+network when the report is opened.
 
 `render_html(title, sections)` is deterministic: the same sections give the same bytes, so a
 report can be hashed for the audit trail and compared between runs. No Streamlit import.
@@ -8,15 +9,12 @@ report can be hashed for the audit trail and compared between runs. No Streamlit
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import math
 import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -85,56 +83,25 @@ border-left:4px solid #d68910;padding:.5rem 1rem}.chart{margin:.6rem 0}
 .pair{display:flex;gap:2rem;flex-wrap:wrap}.pair>div{flex:1;min-width:420px}
 """
 
-_IMPORT = re.compile(r"""(?:from|import)\s*["']\./([^"']+\.js)["']""")
-# Each chunk becomes a blob: module whose relative imports point at its dependencies' blob:
-# URLs; then every chart is rendered. No request leaves the page.
-_LOADER = """
-const mods = JSON.parse(document.getElementById('vega-modules').textContent);
-const urls = {};
-function url(name) {
-  if (!urls[name]) {
-    const src = mods[name].replace(/((?:from|import)\\s*)["']\\.\\/([^"']+\\.js)["']/g,
-      (m, kw, dep) => kw + JSON.stringify(url(dep)));
-    urls[name] = URL.createObjectURL(new Blob([src], {type: 'text/javascript'}));
-  }
-  return urls[name];
-}
-const specs = JSON.parse(document.getElementById('chart-specs').textContent);
-import(url(ENTRY)).then(async (m) => {
-  const embed = m.n.default;
-  for (const [id, spec] of Object.entries(specs)) {
-    await embed('#' + id, spec, {actions: false, renderer: 'svg'});
-  }
-}).catch((e) => {
-  for (const id of Object.keys(specs)) {
-    document.getElementById(id).textContent = 'Chart could not be drawn: ' + e;
-  }
-});
-"""
+_ID = re.compile(r'\bid="([^"]+)"')
 
 
-@lru_cache(maxsize=1)
-def _vega_modules() -> tuple[str, tuple[tuple[str, str], ...]]:
-    """vega-embed (with vega and vega-lite): the ES-module chunks the installed Streamlit
-    ships, found without importing Streamlit; the entry chunk's name and every chunk."""
-    spec = importlib.util.find_spec("streamlit")
-    origin = spec.origin if spec is not None else None
-    root = Path(origin or ".").parent / "static" / "static" / "js"
-    loaders = sorted(root.glob("loadVegaEmbed.*.js"))
-    found = (re.search(r"import\(`\./(embed\.[^`]+\.js)`\)", loaders[0].read_text("utf-8"))
-             if loaders else None)
-    if found is None:
-        raise ExportError("Cannot find vega-embed in the installed Streamlit, so the report "
-                          "cannot draw its charts; reinstall with `pip install -e .`")
-    modules: dict[str, str] = {}
-    todo = [found.group(1)]
-    while todo:
-        name = todo.pop()
-        if name in modules:
-            continue
-        modules[name] = (root / name).read_text(encoding="utf-8")
-        todo.extend(_IMPORT.findall(modules[name]))
-    return found.group(1), tuple(sorted(modules.items()))
+def _svg(spec: Mapping[str, Any], number: int) -> str:
+    """The chart drawn as inline SVG by vl-convert (Vega-Lite compiled and rendered in
+    process, no browser and no network); element ids get a per-chart prefix so that two
+    charts on one page never share a clip path or gradient."""
+    import vl_convert
+
+    try:
+        svg = vl_convert.vegalite_to_svg(json.dumps(spec, default=str, allow_nan=False,
+                                                    sort_keys=True))
+    except Exception as exc:  # vl-convert raises plain ValueErrors for bad specs
+        raise ExportError(f"A chart of this report could not be drawn: {exc}") from None
+    for old in dict.fromkeys(_ID.findall(svg)):
+        new = f"c{number}-{old}"
+        svg = (svg.replace(f'id="{old}"', f'id="{new}"').replace(f"#{old})", f"#{new})")
+               .replace(f'href="#{old}"', f'href="#{new}"'))
+    return svg
 
 
 def _finite(value: Any) -> Any:
@@ -148,12 +115,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _json_script(element_id: str, value: Any) -> str:
-    text = json.dumps(value, allow_nan=False, sort_keys=True, default=str)
-    text = text.replace("<", "\\u003c")  # no "</script>" or "<!--" can end the block
-    return f'<script type="application/json" id="{element_id}">{text}</script>'
-
-
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, na_rep="—")
 
@@ -162,7 +123,7 @@ def render_html(title: str, sections: Sequence[Any], subtitle: str = "") -> str:
     """One self-contained page: a title, an optional subtitle (a note) and the sections (each
     a Section, or any part a Section holds, shown before the first heading)."""
     e = html.escape
-    specs: dict[str, Any] = {}
+    charts: list[Chart] = []
 
     def render(part: Any, level: int) -> str:  # level: the enclosing heading's
         if isinstance(part, Section):
@@ -179,20 +140,12 @@ def render_html(title: str, sections: Sequence[Any], subtitle: str = "") -> str:
         if isinstance(part, pd.DataFrame):
             return _table(part)
         if isinstance(part, Chart):
-            key = f"chart-{len(specs) + 1}"
-            specs[key] = _finite(dict(part.spec))
-            return f'<div class="chart" id="{key}"></div>'
+            charts.append(part)
+            return f'<div class="chart">{_svg(_finite(dict(part.spec)), len(charts))}</div>'
         return f"<p>{e(str(part))}</p>"
 
     body = "".join(render(s, 1) for s in sections)
     head = f"<h1>{e(title)}</h1>" + (f'<p class="note">{e(subtitle)}</p>' if subtitle else "")
-    scripts = ""
-    if specs:
-        entry, modules = _vega_modules()
-        loader = _LOADER.replace("ENTRY", json.dumps(entry))
-        scripts = (_json_script("chart-specs", specs)
-                   + _json_script("vega-modules", dict(modules))
-                   + f'<script type="module">{loader}</script>')
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(title)}</title><style>{_CSS}</style></head>"
-            f"<body>{head}{body}{scripts}</body></html>")
+            f"<body>{head}{body}</body></html>")
