@@ -57,6 +57,12 @@ def _list_columns(columns: Collection[str]) -> list[str]:
     return [c for c in LIST_COLUMNS if c in columns]
 
 
+def _list_select(con: duckdb.DuckDBPyConnection) -> str:
+    """`, t.<col>` for each list column the transactions have."""
+    return "".join(f", t.{quote_ident(c)}" for c in _list_columns(table_columns(con,
+                                                                             "transactions")))
+
+
 def queue_sql(f: QueueFilter, columns: Collection[str]) -> tuple[str, list[object]]:
     """Highest scores first for one model, filtered; values are parameters, column names come
     from the fixed list above and only when the warehouse has them. Dates and score bounds are
@@ -114,8 +120,7 @@ def transaction_row(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.D
 def account_transactions(con: duckdb.DuckDBPyConnection, account_id: str,
                          model_id: str, limit: int = 200) -> pd.DataFrame:
     """An account's transactions, newest first, with the model's score (non-PII columns)."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    extra = _list_select(con)
     return _with_outcome(fetch_df(
         con,
         f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud "
@@ -130,8 +135,7 @@ def account_timeline(con: duckdb.DuckDBPyConnection, transaction_id: str, model_
     """The case's account around the case: its transactions from `days` before to `days`
     after, with this model's score and the outcome; `is_case` marks the case itself. Keyed by
     the transaction, so no account id enters a cache key or the result."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    extra = _list_select(con)
     df = fetch_df(
         con,
         "WITH c AS (SELECT account_id, event_time FROM transactions WHERE transaction_id = ?) "
@@ -166,8 +170,7 @@ def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataF
 def case_summaries(con: duckdb.DuckDBPyConnection, transaction_ids: list[str],
                    model_id: str) -> pd.DataFrame:
     """Non-PII list columns, the model's score and the outcome for a few transactions."""
-    cols = _list_columns(table_columns(con, "transactions"))
-    extra = "".join(f", t.{quote_ident(c)}" for c in cols)
+    extra = _list_select(con)
     return _with_outcome(fetch_df(
         con,
         f"SELECT t.transaction_id{extra}, sc.score, l.is_fraud FROM transactions t "

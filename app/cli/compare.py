@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sla_p99_ms=args.sla_p99_ms)
     _say(f"loading {', '.join(keys)}")
     models = [ws.registry.load(m) for m in manifests]
-    con = ws.reader()
-    try:
+    with closing(ws.reader()) as con:
         report = comparison.build_report(con, manifests, models, settings,
                                          latency=comparison.timed_with(ws.registry),
                                          progress=_say)
-    finally:
-        con.close()
 
     actor = cli_actor()
     with journal_at(ws.path) as journal:

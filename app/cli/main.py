@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -109,11 +110,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     labels = _read_table(args.labels) if args.labels else None
     for manifest in ws.registry.list():
         manifest.feature_schema.check_frame(txns)
-    lake = ws.lake(create=True)
-    try:
+    with closing(ws.lake(create=True)) as lake:
         result = import_frames(lake, txns, labels, source=args.file)
-    finally:
-        lake.close()
     print(f"imported {result.transactions_added:,} transactions "
           f"({result.transactions_skipped:,} already present), {result.labels_added:,} labels")
     return 0
@@ -124,11 +122,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     model = ws.registry.load(args.model)
-    lake = ws.lake()
-    try:
+    with closing(ws.lake()) as lake:
         n = score_transactions(lake, model)
-    finally:
-        lake.close()
     print(f"scored {n:,} new transactions with {model.key}")
     return 0
 
@@ -138,12 +133,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     model = ws.registry.load(args.model)
-    lake = ws.lake()
-    try:
+    with closing(ws.lake()) as lake:
         n = fill_store(lake, model, since=args.since, until=args.until, sample=args.sample,
                        seed=args.seed)
-    finally:
-        lake.close()
     print(f"stored SHAP values for {n:,} new transactions of {model.key}")
     return 0
 
@@ -157,8 +149,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     manifest = ws.registry.resolve(args.model)
-    con = ws.reader()
-    try:
+    with closing(ws.reader()) as con:
         segments = manifest.feature_schema.categorical
         cohort = Cohort(since=args.since, until=args.until)
         if args.what == "shap-values":
@@ -169,8 +160,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             frame = frame.drop(columns=["flagged"])
         else:
             frame = shap_store.summary(con, manifest.key, cohort, segments)
-    finally:
-        con.close()
     out = Path(args.out)
     if args.what == "shap-values" and out.suffix == ".parquet":
         writer = write_parquet

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,9 @@ def handler(args: argparse.Namespace) -> int:
                  else pattern_review.model_threshold(manifest.extra))
     _say(f"loading {manifest.key}")
     model = ws.registry.load(manifest)
-    con = ws.reader()
-    try:
+    with closing(ws.reader()) as con:
         result = pattern_review.mine(con, model, window, seed=args.seed, threshold=threshold,
-                               progress=_say)
-    finally:
-        con.close()
+                                     progress=_say)
 
     actor = cli_actor()
     with journal_at(ws.path) as journal:

@@ -29,23 +29,17 @@ from explainers.model import framework
 
 def add_parsers(models_subparsers: Any) -> None:
     """Add `push` and `pull` to the `fraudlens models` subparsers."""
-    push = models_subparsers.add_parser(
-        "push", help="copy a local model version to a remote registry (S3)")
-    push.add_argument("ref", metavar="NAME@VERSION")
-    push.add_argument("--to", required=True, dest="to", metavar="REGISTRY",
-                      help="s3://bucket/prefix (or a folder)")
-    push.add_argument("--endpoint-url", dest="endpoint_url",
-                      help="S3-compatible endpoint (default: the standard AWS configuration)")
-    push.set_defaults(func=cmd_push)
-
-    pull = models_subparsers.add_parser(
-        "pull", help="copy a model version from a remote registry into the workspace")
-    pull.add_argument("ref", metavar="NAME@VERSION")
-    pull.add_argument("--from", required=True, dest="source", metavar="REGISTRY",
-                      help="s3://bucket/prefix, sagemaker://group (or a folder)")
-    pull.add_argument("--endpoint-url", dest="endpoint_url",
-                      help="S3-compatible endpoint (default: the standard AWS configuration)")
-    pull.set_defaults(func=cmd_pull)
+    for command, help_text, flag, dest, where, func in (
+            ("push", "copy a local model version to a remote registry (S3)", "--to", "to",
+             "s3://bucket/prefix (or a folder)", cmd_push),
+            ("pull", "copy a model version from a remote registry into the workspace", "--from",
+             "source", "s3://bucket/prefix, sagemaker://group (or a folder)", cmd_pull)):
+        p = models_subparsers.add_parser(command, help=help_text)
+        p.add_argument("ref", metavar="NAME@VERSION")
+        p.add_argument(flag, required=True, dest=dest, metavar="REGISTRY", help=where)
+        p.add_argument("--endpoint-url", dest="endpoint_url",
+                       help="S3-compatible endpoint (default: the standard AWS configuration)")
+        p.set_defaults(func=func)
 
 
 def _exact_ref(ref: str) -> str:
