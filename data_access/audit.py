@@ -1,21 +1,27 @@
-"""Append-only, hash-chained audit trail kept in the DuckDB warehouse (table ``audit_log``)."""
+"""Append-only, hash-chained audit trail kept in the journal (table ``audit_log``).
+
+Every record's hash covers the previous record's hash and its own fields (canonical JSON), so
+an edited, deleted or reordered record breaks the chain. Appends are serialised across threads
+and processes by the journal (SQLite write lock, PostgreSQL advisory lock). After each commit
+the new head is written to the workspace's signed checkpoint log, and `verify` checks the
+journal against it, so deleting the newest records or replacing the journal is detected too.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import Any
 
-import duckdb
 import pandas as pd
 
+from data_access.audit_checkpoints import Checkpoint, CheckpointScan, head_prefix
+from data_access.journal import Journal, JournalError, JournalMissingError, stored_time
+from data_access.journal_schema import AUDIT_COLUMNS
 from explainers.errors import AuditError
 
 __all__ = [
@@ -34,38 +40,8 @@ GENESIS_HASH = "0" * 64
 OUTCOMES = ("ok", "denied", "failed")
 # The actions the app records; others are allowed so new features need no schema change.
 ACTIONS = ("case_view", "unmask", "export", "stage_change", "access_denied", "annotation")
-COLUMNS = (
-    "seq",
-    "ts",
-    "actor",
-    "role",
-    "action",
-    "target",
-    "details",
-    "outcome",
-    "prev_hash",
-    "hash",
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RETRIES = 5
-# One writer at a time in this process, across every AuditLog and connection: the next seq is
-# read then written, so concurrent appends would otherwise race for it.
-_APPEND_LOCK = threading.Lock()
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq BIGINT PRIMARY KEY,
-    ts TIMESTAMPTZ NOT NULL,
-    actor VARCHAR NOT NULL,
-    role VARCHAR NOT NULL,
-    action VARCHAR NOT NULL,
-    target VARCHAR NOT NULL,
-    details VARCHAR NOT NULL,
-    outcome VARCHAR NOT NULL,
-    prev_hash VARCHAR NOT NULL,
-    hash VARCHAR NOT NULL UNIQUE
-)
-"""
+COLUMNS = tuple(AUDIT_COLUMNS)
+_SELECT = ", ".join(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -90,13 +66,17 @@ class AuditRecord:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of re-checking the chain; ``head_hash`` can be anchored outside the database."""
+    """Outcome of re-checking the chain and its signed checkpoints.
+
+    ``anchored``: the record count of the newest valid checkpoint the journal matched (records
+    after it, ``checked - anchored``, were committed but not yet, or never, checkpointed)."""
 
     ok: bool
     checked: int
     first_bad_seq: int | None
     problem: str
     head_hash: str | None = None
+    anchored: int = 0
 
 
 def _json_default(value: Any) -> Any:
@@ -159,17 +139,10 @@ def record_hash(
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def ensure_audit_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``audit_log`` if it is missing (no write happens when it exists)."""
-    try:
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_log' "
-            "AND schema_name = current_schema() AND database_name = current_database()"
-        ).fetchall()
-        if not exists or not exists[0][0]:
-            con.execute(_DDL).fetchall()
-    except duckdb.Error as exc:
-        raise AuditError(f"Could not prepare the audit table: {exc}") from exc
+
+def ensure_audit_table(journal: Journal) -> None:
+    """Create the journal's tables (``audit_log`` among them) if they are missing."""
+    journal.ensure_schema()
 
 
 def _target_text(target: str | Sequence[str | int]) -> str:
@@ -184,33 +157,62 @@ def _require_text(name: str, value: object) -> str:
     return value
 
 
-def _from_epoch_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
+def _link_problem(seq: int, expected_seq: int, prev: str, expected_prev: str,
+                  digest: str, recomputed: str) -> str | None:
+    if seq != expected_seq:
+        return f"expected seq {expected_seq} but found {seq}: record(s) deleted or renumbered"
+    if prev != expected_prev:
+        return (f"record {seq} does not link to the record before it "
+                "(prev_hash mismatch: deleted, reordered or rewritten)")
+    if digest != recomputed:
+        return f"record {seq} was edited (hash does not match content)"
+    return None
+
+
+class _Anchors:
+    """The scan's checkpoints, met in seq order while the chain is walked (a merge join)."""
+
+    def __init__(self, scan: CheckpointScan) -> None:
+        self._scan = scan
+        self._at = 0
+
+    def problem(self, seq: int, digest: str) -> str | None:
+        seqs, n = self._scan.seqs, len(self._scan.seqs)
+        while self._at < n and seqs[self._at] < seq:
+            self._at += 1
+        while self._at < n and seqs[self._at] == seq:
+            if self._scan.heads[self._at] != head_prefix(digest):
+                return (f"record {seq} differs from the signed checkpoint on line "
+                        f"{self._scan.lines[self._at]}: the journal was replaced or rewritten")
+            self._at += 1
+        return None
+
+
+def _tail_problem(checked: int, newest: Checkpoint | None) -> str | None:
+    if newest is None or checked >= newest.count:
+        return None
+    if checked == 0:
+        return (f"all audit records were deleted: the journal is empty but the signed "
+                f"checkpoint of {newest.ts} anchors {newest.count} records")
+    return (f"the newest audit records were deleted: the journal holds {checked} records but "
+            f"the signed checkpoint of {newest.ts} anchors {newest.count} (records "
+            f"{checked + 1}-{newest.count} are missing)")
 
 
 class AuditLog:
-    """Writes and checks the audit trail through a read-write DuckDB connection.
+    """Writes and checks the audit trail in a :class:`~data_access.journal.Journal`.
 
-    Each call works on its own cursor of ``con``, so the caller's transaction state does not
-    matter; appends in this process are serialised, and a race with another writer is retried.
-    """
+    Safe to share between threads: every call runs in its own journal transaction, or joins
+    the one this thread has open (an annotation and its audit record commit together)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._con = con
-        with self._cursor() as cur:
-            ensure_audit_table(cur)
+    def __init__(self, journal: Journal) -> None:
+        if not isinstance(journal, Journal):
+            raise AuditError(f"AuditLog needs a Journal (open_journal), got {type(journal)}")
+        self._journal = journal
 
-    @contextlib.contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        try:
-            cur = self._con.cursor()
-        except duckdb.Error as exc:
-            raise AuditError(f"Audit database connection is unavailable: {exc}") from exc
-        try:
-            yield cur
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                cur.close()
+    @property
+    def journal(self) -> Journal:
+        return self._journal
 
     def append(
         self,
@@ -238,66 +240,30 @@ class AuditLog:
             details_text = canonical_json(dict(details or {}))
         except (TypeError, ValueError) as exc:
             raise AuditError(f"Audit details are not plain JSON: {exc}") from exc
+        try:
+            return self._append(actor, role, action, target_text, outcome, details_text, ts)
+        except JournalError as exc:  # keeps its type (JournalMissingError stays one)
+            raise type(exc)(
+                f"Could not write the audit record ({action} by {actor}): {exc}") from exc
 
-        with _APPEND_LOCK:
-            last_exc: duckdb.Error | None = None
-            for attempt in range(_RETRIES):
-                try:
-                    return self._append_once(
-                        actor, role, action, target_text, outcome, details_text, ts
-                    )
-                except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
-                    # another writer took this seq first: re-read the head and try again
-                    last_exc = exc
-                    time.sleep(0.005 * (attempt + 1))
-                except duckdb.Error as exc:
-                    raise AuditError(
-                        f"Could not write the audit record ({action} by {actor}): {exc}"
-                    ) from exc
-            raise AuditError(
-                f"Could not write the audit record ({action} by {actor}) after {_RETRIES} "
-                f"attempts: {last_exc}"
-            ) from last_exc
-
-    def _append_once(
-        self,
-        actor: str,
-        role: str,
-        action: str,
-        target: str,
-        outcome: str,
-        details: str,
-        ts: datetime,
-    ) -> AuditRecord:
-        with self._cursor() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                rows = cur.execute(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchall()
-                last = rows[0] if rows else None
-                seq, prev = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, last[1])
-                digest = record_hash(
-                    prev,
-                    seq=seq,
-                    ts=ts,
-                    actor=actor,
-                    role=role,
-                    action=action,
-                    target=target,
-                    details=details,
-                    outcome=outcome,
-                )
-                cur.execute(
-                    "INSERT INTO audit_log (seq, ts, actor, role, action, target, details, "
-                    "outcome, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [seq, ts, actor, role, action, target, details, outcome, prev, digest],
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    cur.execute("ROLLBACK")
-                raise
+    def _append(self, actor: str, role: str, action: str, target: str, outcome: str,
+                details: str, ts: datetime) -> AuditRecord:
+        with self._journal.write(lock="audit") as s:
+            rows = s.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            if not rows and self._journal.checkpoints.has_entries():
+                raise JournalMissingError(
+                    f"The audit trail in {self._journal.location} is empty, but "
+                    f"{self._journal.checkpoints.path.name} anchors earlier records: it was "
+                    "emptied or replaced. Restore the journal from a backup; FraudLens will not "
+                    "start a new chain in its place.")
+            seq, prev = (1, GENESIS_HASH) if not rows else (int(rows[0][0]) + 1, rows[0][1])
+            digest = record_hash(prev, seq=seq, ts=ts, actor=actor, role=role, action=action,
+                                 target=target, details=details, outcome=outcome)
+            s.execute(
+                f"INSERT INTO audit_log ({_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [seq, ts, actor, role, action, target, details, outcome, prev, digest])
+            # anchored once committed: a rolled-back record must not be checkpointed
+            self._journal.after_commit(lambda: self._journal.checkpoints.append(seq, digest))
         return AuditRecord(seq, ts, actor, role, action, target, details, outcome, prev, digest)
 
     def records(
@@ -325,66 +291,51 @@ class AuditLog:
                 clauses.append(f"ts {op} ?")
                 params.append(value.astimezone(UTC))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {', '.join(COLUMNS)} FROM audit_log {where} ORDER BY seq DESC LIMIT ?"
+        sql = f"SELECT {_SELECT} FROM audit_log {where} ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         try:
-            with self._cursor() as cur:
-                df = cur.execute(sql, params).df()
-        except duckdb.Error as exc:
-            raise AuditError(f"Could not read the audit log: {exc}") from exc
-        df["ts"] = pd.to_datetime(df["ts"], utc=True)
-        return df
+            with self._journal.read() as s:
+                return s.frame(sql, params, AUDIT_COLUMNS)
+        except JournalError as exc:
+            raise type(exc)(f"Could not read the audit log: {exc}") from exc
 
     def verify(self, batch_size: int = 10_000) -> VerifyResult:
-        """Recompute the chain from the first record; report the first record that breaks it."""
-        expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
+        """Recompute the chain from the first record; report the first record that breaks it,
+        a checkpoint line that does not verify, or a journal that lost records or was replaced
+        since the newest signed checkpoint."""
+        scan = self._journal.checkpoints.scan()  # before the journal: checkpoints trail commits
         try:
-            with self._cursor() as cur:
-                cur.execute(
-                    "SELECT seq, epoch_us(ts), actor, role, action, target, details, outcome, "
-                    "prev_hash, hash FROM audit_log ORDER BY seq"
-                )
-                while rows := cur.fetchmany(batch_size):
-                    for (
-                        seq,
-                        ts_us,
-                        actor,
-                        role,
-                        action,
-                        target,
-                        details,
-                        outcome,
-                        prev,
-                        digest,
-                    ) in rows:
-                        problem = None
-                        if seq != expected_seq:
-                            problem = (
-                                f"expected seq {expected_seq} but found {seq}: "
-                                "record(s) deleted or renumbered"
-                            )
-                        elif prev != expected_prev:
-                            problem = (
-                                f"record {seq} does not link to the record before it "
-                                "(prev_hash mismatch: deleted, reordered or rewritten)"
-                            )
-                        elif digest != record_hash(
-                            prev,
-                            seq=seq,
-                            ts=_from_epoch_us(ts_us),
-                            actor=actor,
-                            role=role,
-                            action=action,
-                            target=target,
-                            details=details,
-                            outcome=outcome,
-                        ):
-                            problem = f"record {seq} was edited (hash does not match content)"
-                        if problem is not None:
-                            return VerifyResult(False, checked, int(seq), problem)
-                        checked += 1
-                        expected_seq, expected_prev = seq + 1, digest
-        except duckdb.Error as exc:
-            raise AuditError(f"Could not read the audit log to verify it: {exc}") from exc
+            with self._journal.read() as s:
+                rows = s.stream(f"SELECT {_SELECT} FROM audit_log ORDER BY seq",
+                                batch=batch_size)
+                try:
+                    result = self._walk(rows, scan)
+                finally:
+                    rows.close()  # ends a server-side cursor left open by an early return
+        except JournalError as exc:
+            raise type(exc)(f"Could not read the audit log to verify it: {exc}") from exc
+        return result
+
+    def _walk(self, rows: Any, scan: CheckpointScan) -> VerifyResult:
+        anchors = _Anchors(scan)
+        expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
+        for seq, ts, actor, role, action, target, details, outcome, prev, digest in rows:
+            recomputed = record_hash(prev, seq=seq, ts=stored_time(ts), actor=actor, role=role,
+                                     action=action, target=target, details=details,
+                                     outcome=outcome)
+            problem = (_link_problem(seq, expected_seq, prev, expected_prev, digest, recomputed)
+                       or anchors.problem(seq, digest))
+            if problem is not None:
+                return VerifyResult(False, checked, int(seq), problem)
+            checked += 1
+            expected_seq, expected_prev = seq + 1, digest
         head = expected_prev if checked else None
-        return VerifyResult(True, checked, None, f"{checked} records verified", head)
+        if scan.problems:
+            more = f" (and {scan.bad_lines - 1} more)" if scan.bad_lines > 1 else ""
+            return VerifyResult(False, checked, None, scan.problems[0] + more, head)
+        newest = scan.newest
+        tail = _tail_problem(checked, newest)
+        if tail is not None:
+            return VerifyResult(False, checked, checked + 1, tail, head)
+        anchored = newest.count if newest is not None else 0
+        return VerifyResult(True, checked, None, f"{checked} records verified", head, anchored)

@@ -54,6 +54,8 @@ if st.button("Verify chain", icon=":material/verified:"):
         st.error(str(exc))
     else:
         if result.ok:
-            st.success(f"Chain intact: {result.problem}; head {result.head_hash or '—'}")
+            st.success(f"Chain intact: {result.problem}, {result.anchored:,} anchored by the "
+                       f"signed checkpoints; head {result.head_hash or '—'}")
         else:
-            st.error(f"Chain broken at seq {result.first_bad_seq}: {result.problem}")
+            where = "" if result.first_bad_seq is None else f" at seq {result.first_bad_seq}"
+            st.error(f"Chain broken{where}: {result.problem}")

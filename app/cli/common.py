@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import the audit log lazily, when they run
-    import duckdb
-
     from data_access.audit import AuditLog
+    from data_access.journal import Journal
 
 ROLE = "cli"
 
@@ -40,12 +39,31 @@ def record_export(audit: AuditLog, actor: str, result: Any, what: str, rows: int
                   "bytes": result.bytes})
 
 
-@contextmanager
-def journal_at(workspace: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The workspace's journal (audit trail, findings, annotations), closed afterwards."""
-    from data_access.warehouse import open_journal
+def configured_audit_key() -> str | None:
+    """`[audit] hmac_key` from `.streamlit/secrets.toml` (here, else in the home folder), as
+    the app reads it; None when unset. $FRAUDLENS_AUDIT_KEY, when set, wins over both."""
+    import tomllib
 
-    journal = open_journal(workspace)
+    from explainers.errors import ValidationError
+
+    for path in (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit/secrets.toml"):
+        if not path.is_file():
+            continue
+        try:
+            key = tomllib.loads(path.read_text("utf-8")).get("audit", {}).get("hmac_key")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError) as exc:
+            raise ValidationError(f"Cannot read the audit key from {path}: {exc}") from None
+        if key:
+            return str(key)
+    return None
+
+
+@contextmanager
+def journal_at(workspace: Path) -> Iterator[Journal]:
+    """The workspace's journal (audit trail, findings, annotations), closed afterwards."""
+    from data_access.journal import open_journal
+
+    journal = open_journal(workspace, audit_key=configured_audit_key())
     try:
         yield journal
     finally:

@@ -3,7 +3,7 @@
 The one place the app caches connections and models (`st.cache_resource`, never mutated
 by callers) and the manifest list (`st.cache_data`, 30 s). Everything is keyed by the workspace
 path, so changing `FRAUDLENS_WORKSPACE` never serves another workspace's connection. Nothing
-here creates a warehouse: a missing, locked or foreign one raises WarehouseError.
+here creates a lake: a missing or unreachable one raises WarehouseError.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from data_access.audit import AuditLog
+from data_access.journal import Journal, open_journal
 from data_access.lake import Lake
 from data_access.registry_roots import registry_status
-from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
 from explainers.errors import (
     ChecksumError,
@@ -75,13 +77,24 @@ def refused_files() -> tuple[tuple[str, str], ...]:
     return _lake_at(_workspace_path()).snapshot.refused
 
 
+def _audit_key() -> str | None:
+    """`[audit] hmac_key` from the secrets, if set ($FRAUDLENS_AUDIT_KEY wins over it)."""
+    try:
+        section = st.secrets.get("audit")
+    except (FileNotFoundError, StreamlitSecretNotFoundError):
+        return None
+    key = section.get("hmac_key") if isinstance(section, Mapping) else None
+    return str(key) if key else None
+
+
 @st.cache_resource(show_spinner=False)
-def _journal_at(path: str) -> duckdb.DuckDBPyConnection:
-    return open_journal(path)
+def _journal_at(path: str) -> Journal:
+    return open_journal(path, audit_key=_audit_key())
 
 
-def journal() -> duckdb.DuckDBPyConnection:
-    """The hardened read-write journal connection (audit_log, annotations)."""
+def journal() -> Journal:
+    """The journal (audit_log, findings, annotations; SQLite or PostgreSQL). Thread-safe: it
+    holds no connection, each operation opens its own, so every session thread may use it."""
     return _journal_at(_workspace_path())
 
 
@@ -91,7 +104,7 @@ def _audit_at(path: str) -> AuditLog:
 
 
 def audit() -> AuditLog:
-    """The audit trail on the journal connection."""
+    """The audit trail in the journal (signed checkpoints beside it)."""
     return _audit_at(_workspace_path())
 
 

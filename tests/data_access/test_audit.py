@@ -1,15 +1,16 @@
-"""Audit trail: append-only, hash-chained records in DuckDB that detect tampering."""
+"""Audit trail: append-only, hash-chained records in the journal (SQLite here; PostgreSQL in
+test_journal*.py) that detect tampering."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from data_access.audit import (
@@ -20,21 +21,28 @@ from data_access.audit import (
     ensure_audit_table,
     record_hash,
 )
+from data_access.journal import Journal, open_journal
 from explainers.errors import AuditError
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    yield connection
-    connection.close()
+def journal(tmp_path: Path) -> Journal:
+    return open_journal(tmp_path)
 
 
 @pytest.fixture
-def log(con: duckdb.DuckDBPyConnection) -> AuditLog:
-    return AuditLog(con)
+def log(journal: Journal) -> AuditLog:
+    return AuditLog(journal)
+
+
+@pytest.fixture
+def con(journal: Journal, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A raw connection to the journal file: what someone tampering with it would use."""
+    connection = sqlite3.connect(tmp_path / "journal.sqlite", isolation_level=None)
+    yield connection
+    connection.close()
 
 
 def _three(log: AuditLog) -> list[AuditRecord]:
@@ -67,7 +75,7 @@ def test_three_records_chain_and_verify(log: AuditLog) -> None:
     assert recs[1].target == '["tx-1","tx-2"]'
     assert recs[2].details == '{"rows":42,"sha256":"' + "ab" * 32 + '"}'
     assert recs[2].details_dict() == {"rows": 42, "sha256": "ab" * 32}
-    assert log.verify() == VerifyResult(True, 3, None, "3 records verified", recs[2].hash)
+    assert log.verify() == VerifyResult(True, 3, None, "3 records verified", recs[2].hash, 3)
 
 
 def test_hash_is_sha256_of_prev_hash_and_canonical_fields(log: AuditLog) -> None:
@@ -96,7 +104,7 @@ def test_empty_log_verifies(log: AuditLog) -> None:
 
 
 def test_edited_actor_is_detected_naming_the_record(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
+    con: sqlite3.Connection, log: AuditLog
 ) -> None:
     _three(log)
     con.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
@@ -108,7 +116,7 @@ def test_edited_actor_is_detected_naming_the_record(
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
+    con: sqlite3.Connection, log: AuditLog
 ) -> None:
     recs = _three(log)
     forged = record_hash(
@@ -123,12 +131,16 @@ def test_edit_with_recomputed_hash_breaks_the_next_link(
         outcome="ok",
     )
     con.execute("UPDATE audit_log SET actor = 'mallory', hash = ? WHERE seq = 2", [forged])
+    result = log.verify()  # the signed checkpoint of record 2 no longer matches
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert "differs from the signed checkpoint" in result.problem
+    log.journal.checkpoints.path.unlink()  # without checkpoints, the next link still breaks
     result = log.verify()
     assert (result.ok, result.first_bad_seq) == (False, 3)
     assert "prev_hash" in result.problem
 
 
-def test_deleted_middle_record_is_detected(con: duckdb.DuckDBPyConnection, log: AuditLog) -> None:
+def test_deleted_middle_record_is_detected(con: sqlite3.Connection, log: AuditLog) -> None:
     _three(log)
     con.execute("DELETE FROM audit_log WHERE seq = 2")
     result = log.verify()
@@ -137,14 +149,14 @@ def test_deleted_middle_record_is_detected(con: duckdb.DuckDBPyConnection, log: 
     assert "expected seq 2" in result.problem
 
 
-def test_deleted_first_record_is_detected(con: duckdb.DuckDBPyConnection, log: AuditLog) -> None:
+def test_deleted_first_record_is_detected(con: sqlite3.Connection, log: AuditLog) -> None:
     _three(log)
     con.execute("DELETE FROM audit_log WHERE seq = 1")
     assert log.verify().first_bad_seq == 2
 
 
 def test_deleted_and_renumbered_record_is_detected(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
+    con: sqlite3.Connection, log: AuditLog
 ) -> None:
     _three(log)
     con.execute("DELETE FROM audit_log WHERE seq = 2")
@@ -153,7 +165,7 @@ def test_deleted_and_renumbered_record_is_detected(
     assert (result.ok, result.first_bad_seq) == (False, 2)
 
 
-def test_swapped_records_are_detected(con: duckdb.DuckDBPyConnection, log: AuditLog) -> None:
+def test_swapped_records_are_detected(con: sqlite3.Connection, log: AuditLog) -> None:
     _three(log)
     con.execute("UPDATE audit_log SET seq = 99 WHERE seq = 1")
     con.execute("UPDATE audit_log SET seq = 1 WHERE seq = 2")
@@ -162,51 +174,65 @@ def test_swapped_records_are_detected(con: duckdb.DuckDBPyConnection, log: Audit
     assert (result.ok, result.first_bad_seq) == (False, 1)
 
 
-def test_edited_timestamp_is_detected(con: duckdb.DuckDBPyConnection, log: AuditLog) -> None:
+def test_edited_timestamp_is_detected(con: sqlite3.Connection, log: AuditLog) -> None:
     _three(log)
-    con.execute("UPDATE audit_log SET ts = ts + INTERVAL 1 MICROSECOND WHERE seq = 3")
+    con.execute("UPDATE audit_log SET ts = replace(ts, '.123456', '.123457') WHERE seq = 3")
     assert log.verify().first_bad_seq == 3
 
 
 def test_append_continues_the_chain_after_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "w.duckdb")
-    with duckdb.connect(path) as first:
+    with open_journal(tmp_path) as first:
         last = _three(AuditLog(first))[-1]
-    with duckdb.connect(path) as second:
+    with open_journal(tmp_path) as second:
         log = AuditLog(second)
         rec = log.append("ana", "analyst", "annotation", "F-1")
         assert (rec.seq, rec.prev_hash) == (4, last.hash)
         assert log.verify().ok
 
 
-def test_append_on_closed_connection_raises_audit_error(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
-) -> None:
-    con.close()
-    with pytest.raises(AuditError, match="unavailable"):
+def test_append_on_closed_journal_raises_audit_error(journal: Journal, log: AuditLog) -> None:
+    journal.close()
+    with pytest.raises(AuditError, match="closed"):
         log.append("ana", "analyst", "case_view", "tx-1")
 
 
 def test_failed_insert_rolls_back_and_raises_audit_error(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
+    con: sqlite3.Connection, log: AuditLog
 ) -> None:
     _three(log)
-    con.execute("ALTER TABLE audit_log ADD COLUMN must_fill VARCHAR NOT NULL DEFAULT 'x'")
-    con.execute("ALTER TABLE audit_log ALTER COLUMN must_fill DROP DEFAULT")
-    with pytest.raises(AuditError, match="Could not write the audit record"):
+    con.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    with pytest.raises(AuditError, match=r"Could not write the audit record.*disk says no"):
         log.append("ana", "analyst", "case_view", "tx-9")
     assert con.execute("SELECT count(*) FROM audit_log").fetchone() == (3,)
-    # The connection is usable again: nothing was left half-open.
-    assert con.execute("SELECT max(seq) FROM audit_log").fetchone() == (3,)
+    assert log.journal.checkpoints.scan().seqs.tolist() == [1, 2, 3]
+    con.execute("DROP TRIGGER refuse")
+    # Nothing was left half-open: the next append takes seq 4.
+    assert log.append("ana", "analyst", "case_view", "tx-9").seq == 4
 
 
-def test_caller_transaction_does_not_block_or_swallow_audit(
-    con: duckdb.DuckDBPyConnection, log: AuditLog
-) -> None:
-    con.execute("BEGIN TRANSACTION")
-    log.append("ana", "analyst", "case_view", "tx-1")
+def test_open_reader_does_not_block_the_audit(con: sqlite3.Connection, log: AuditLog) -> None:
+    con.execute("BEGIN")
+    assert con.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)  # holds a snapshot
+    log.append("ana", "analyst", "case_view", "tx-1")  # WAL: the reader does not block it
     con.execute("ROLLBACK")
     assert con.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)
+
+
+def test_append_joins_the_threads_journal_transaction(journal: Journal, log: AuditLog) -> None:
+    class Refused(RuntimeError):
+        pass
+
+    with pytest.raises(Refused), journal.write():
+        log.append("ana", "analyst", "annotation", "F-1")
+        raise Refused
+    assert log.records().empty  # rolled back with the transaction it joined
+    assert not journal.checkpoints.has_entries()  # and never checkpointed
+    with journal.write():
+        rec = log.append("ana", "analyst", "annotation", "F-1")
+        assert not journal.checkpoints.has_entries()  # anchored only once committed
+    points = journal.checkpoints.scan()
+    assert (points.seqs.tolist(), points.newest.head, points.newest.count) == ([1], rec.hash, 1)
 
 
 def test_sql_injection_text_is_stored_verbatim(log: AuditLog) -> None:
@@ -250,7 +276,7 @@ def test_records_filters(log: AuditLog) -> None:
         log.records(limit=0)
 
 
-def test_timestamps_are_stored_in_utc(con: duckdb.DuckDBPyConnection, log: AuditLog) -> None:
+def test_timestamps_are_stored_in_utc(con: sqlite3.Connection, log: AuditLog) -> None:
     plus_two = timezone(timedelta(hours=2))
     rec = log.append(
         "ana",
@@ -261,11 +287,12 @@ def test_timestamps_are_stored_in_utc(con: duckdb.DuckDBPyConnection, log: Audit
     )
     assert rec.ts == datetime(2025, 3, 1, 12, 0, 0, 5, tzinfo=UTC)
     assert rec.ts.utcoffset() == timedelta(0)
-    con.execute("SET TimeZone = 'America/New_York'")
+    raw = con.execute("SELECT ts FROM audit_log").fetchone()[0]
+    assert raw == "2025-03-01T12:00:00.000005+00:00"  # fixed-width UTC text: sorts by time
     stored = log.records()["ts"].iloc[0]
     assert str(stored.tz) == "UTC"
     assert stored.to_pydatetime() == rec.ts
-    assert log.verify().ok  # the session time zone does not change the hash input
+    assert log.verify().ok
 
 
 def test_default_timestamp_is_now_in_utc(log: AuditLog) -> None:
@@ -295,8 +322,10 @@ def test_empty_actor_is_refused(log: AuditLog) -> None:
         log.append("  ", "analyst", "case_view", "tx-1")
 
 
-def test_concurrent_appends_keep_one_unbroken_chain(con: duckdb.DuckDBPyConnection) -> None:
-    logs = [AuditLog(con) for _ in range(4)]  # separate instances and cursors, one database
+def test_concurrent_appends_keep_one_unbroken_chain(tmp_path: Path) -> None:
+    shared = open_journal(tmp_path)  # two threads share a Journal, two open their own
+    logs = [AuditLog(shared), AuditLog(shared),
+            AuditLog(open_journal(tmp_path)), AuditLog(open_journal(tmp_path))]
     stored: list[int] = []
     failures: list[AuditError] = []
 
@@ -315,14 +344,14 @@ def test_concurrent_appends_keep_one_unbroken_chain(con: duckdb.DuckDBPyConnecti
     assert failures == []
     assert sorted(stored) == list(range(1, 101))
     assert logs[0].verify() == VerifyResult(
-        True, 100, None, "100 records verified", logs[0].records(limit=1)["hash"].iloc[0]
+        True, 100, None, "100 records verified", logs[0].records(limit=1)["hash"].iloc[0], 100
     )
 
 
-def test_ensure_audit_table_is_idempotent(con: duckdb.DuckDBPyConnection) -> None:
-    ensure_audit_table(con)
-    ensure_audit_table(con)
-    cols = [r[0] for r in con.execute("DESCRIBE audit_log").fetchall()]
+def test_ensure_audit_table_is_idempotent(journal: Journal, con: sqlite3.Connection) -> None:
+    ensure_audit_table(journal)
+    ensure_audit_table(journal)
+    cols = [r[1] for r in con.execute("PRAGMA table_info(audit_log)").fetchall()]
     assert cols == [
         "seq",
         "ts",

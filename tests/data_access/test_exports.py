@@ -7,7 +7,6 @@ import io
 import os
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +25,7 @@ from data_access.exports import (
     write_csv,
     write_parquet,
 )
+from data_access.journal import open_journal
 from explainers.errors import AuditError, ExportError
 
 DANGEROUS = ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
@@ -239,8 +239,11 @@ def test_hook_failure_prevents_the_export(tmp_path: Path) -> None:
 
 
 def test_export_is_audited_first_and_not_written_when_audit_fails(tmp_path: Path) -> None:
-    con = duckdb.connect()
-    log = AuditLog(con)
+    (tmp_path / "ws").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = open_journal(tmp_path / "ws")
+    log = AuditLog(journal)
 
     def audit(result: ExportResult) -> None:
         log.append(
@@ -251,15 +254,15 @@ def test_export_is_audited_first_and_not_written_when_audit_fails(tmp_path: Path
             details={"path": result.path, "rows": result.rows, "sha256": result.sha256},
         )
 
-    ok = write_csv(_frame(), tmp_path / "a.csv", before_commit=audit)
+    ok = write_csv(_frame(), out / "a.csv", before_commit=audit)
     logged = log.records(action="export")
     assert logged["details"].iloc[0] == (
         f'{{"path":"{ok.path}","rows":{ok.rows},"sha256":"{ok.sha256}"}}'
     )
-    con.close()
+    journal.close()
     with pytest.raises(AuditError):
-        write_csv(_frame(), tmp_path / "b.csv", before_commit=audit)
-    assert _folder_names(tmp_path) == ["a.csv"]
+        write_csv(_frame(), out / "b.csv", before_commit=audit)
+    assert _folder_names(out) == ["a.csv"]
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

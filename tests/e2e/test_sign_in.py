@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from data_access.audit import AuditLog
-from data_access.warehouse import open_journal
+from data_access.journal import open_journal
 
 pytestmark = pytest.mark.e2e
 

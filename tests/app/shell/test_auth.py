@@ -13,11 +13,12 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
+import data_access.journal
 import data_access.warehouse
 import data_access.workspace
 from app.shell.auth import TEST_PRINCIPAL_KEY, Principal, role_from_claims
 from data_access.audit import AuditLog
-from data_access.warehouse import open_journal
+from data_access.journal import open_journal
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = str(ROOT / "streamlit_app.py")
@@ -135,7 +136,7 @@ def test_signed_out_visitor_sees_only_sign_in_and_no_warehouse_opens(app_env: Pa
     real_reader, real_journal = data_access.warehouse.open_reader, open_journal
     monkeypatch.setattr(data_access.workspace, "open_reader",
                         lambda *a, **k: opened.append(a) or real_reader(*a, **k))
-    monkeypatch.setattr(data_access.warehouse, "open_journal",
+    monkeypatch.setattr(data_access.journal, "open_journal",
                         lambda *a, **k: opened.append(a) or real_journal(*a, **k))
     import app.shell.resources as resources
 
@@ -276,7 +277,8 @@ def test_audit_page_reports_first_bad_seq(app_env: Path):
         log = AuditLog(con)
         for i in range(3):
             log.append("seed@example.com", "analyst", "case_view", f"T{i}")
-        con.execute("UPDATE audit_log SET target = 'T9' WHERE seq = 2")
+        with con.write() as tampering:
+            tampering.execute("UPDATE audit_log SET target = 'T9' WHERE seq = 2")
     finally:
         con.close()
     at = _app(_user(["fraudlens-admins"], email="root@example.com")).run()
