@@ -18,6 +18,8 @@ listing's fingerprint is the lake's data version, which caches put in their keys
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -214,7 +216,9 @@ class Lake:
         self.refresh(force=True)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:", config=dict(HARDENED))
+        # spills go to the system's temp folder, never into the current directory
+        spill = os.path.join(tempfile.gettempdir(), f"fraudlens-duckdb-{os.getuid()}")
+        con = duckdb.connect(":memory:", config={**HARDENED, "temp_directory": spill})
         if self.store.is_local:
             con.execute("SET allowed_directories = ?", [[self.store.root + "/"]])
         con.execute("SET enable_external_access = false")

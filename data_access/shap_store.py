@@ -20,6 +20,9 @@ from data_access.warehouse import fetch_df, quote_ident, table_names
 from explainers.errors import ValidationError, WarehouseError
 
 
+SUMMARY_DECIMALS = 12
+
+
 def stored_table(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[str, list[str]] | None:
     """The view holding a model's stored SHAP values and its features, or None when the lake
     holds none. Views are named by `lake.shap_view`, an injective encoding of the model id."""
@@ -123,7 +126,10 @@ def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
                              f"`fraudlens explain --model {model_id}`")
     table, features = stored
     body, params = _cohort_sql(table, cohort, segments)
-    aggs = ", ".join(f"avg(abs(s.{quote_ident(f)})), avg(s.{quote_ident(f)})" for f in features)
+    # favg is Kahan-compensated and the result is rounded, so a parallel scan over many lake
+    # files gives the same bytes whatever order its threads add up in
+    aggs = ", ".join(f"round(favg(abs(s.{quote_ident(f)})), {SUMMARY_DECIMALS}), "
+                     f"round(favg(s.{quote_ident(f)}), {SUMMARY_DECIMALS})" for f in features)
     cur = cursor_for(con)
     try:
         row = cur.execute(f"SELECT count(*), {aggs} {body}", params).fetchall()[0]

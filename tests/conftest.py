@@ -28,3 +28,25 @@ def workspace_copy(demo_workspace: Path, tmp_path: Path) -> Path:
     target = tmp_path / "workspace"
     shutil.copytree(demo_workspace, target)
     return target
+
+
+def _edit_lake_rows(workspace: Path, folder: str, transaction_id: str, change) -> int:
+    """Rewrite, whole and in place, every lake file under `folder` that holds the transaction:
+    `change(frame, mask)` returns the new frame. Returns how many files changed."""
+    import pandas as pd
+
+    changed = 0
+    for path in sorted((workspace / "lake" / folder).rglob("*.parquet")):
+        frame = pd.read_parquet(path)
+        mask = frame["transaction_id"].astype(str) == transaction_id
+        if mask.any():
+            change(frame, mask).to_parquet(path, index=False)
+            changed += 1
+    return changed
+
+
+@pytest.fixture
+def edit_lake_rows():
+    """`edit_lake_rows(workspace, "transactions", txn, change)`: a test's way to plant or drop
+    data in a copied workspace's lake."""
+    return _edit_lake_rows

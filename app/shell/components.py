@@ -64,7 +64,7 @@ def missing(message: str, command: str | None = None, *, kind: str = "info") -> 
 
 def warehouse_or_stop() -> caches.WarehouseSummary:
     """The warehouse summary, or an empty state naming the fix (and the page stops) when the
-    warehouse is missing, locked, not a FraudLens warehouse, or holds no transactions."""
+    lake is missing or unreachable, or holds no transactions."""
     try:
         summary = caches.warehouse_summary()
     except FraudLensError as exc:

@@ -3,11 +3,13 @@ state crossing from one session to another."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-import duckdb
 import pytest
 from playwright.sync_api import expect
+
+from data_access.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +18,7 @@ LOAD_MS = 90_000
 
 
 def _top_cases(workspace: Path, n: int) -> list[str]:
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    con = Workspace(workspace).reader()
     try:
         rows = con.execute("SELECT transaction_id FROM scores WHERE model_id = 'fraud_xgb@1' "
                            "ORDER BY score DESC, transaction_id LIMIT ?", [n]).fetchall()
@@ -49,7 +51,7 @@ def test_eight_sessions_work_different_cases_at_once(app_server, e2e_workspace, 
         for page in pages:  # closed first, so no page is left loading from a stopped server
             page.close()
         app_server.stop(base)  # releases the journal, which the server holds read-write
-    journal = duckdb.connect(str(e2e_workspace / "journal.duckdb"), read_only=True)
+    journal = sqlite3.connect(f"{(e2e_workspace / 'journal.sqlite').as_uri()}?mode=ro", uri=True)
     try:
         viewed = {r[0] for r in journal.execute(
             "SELECT target FROM audit_log WHERE action = 'case_view'").fetchall()}

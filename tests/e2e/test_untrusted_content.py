@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from playwright.sync_api import expect
+
+from data_access.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -15,17 +16,20 @@ PAYLOAD = "<img src=x onerror=alert(1)>"
 
 
 def test_html_in_a_transaction_field_is_shown_as_text(app_server, demo_workspace: Path,
-                                                      tmp_path: Path, browser_page, screenshot):
+                                                      tmp_path: Path, browser_page, screenshot,
+                                                      edit_lake_rows):
     workspace = tmp_path / "workspace"
     shutil.copytree(demo_workspace, workspace)
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
-    try:
-        txn = con.execute("SELECT transaction_id FROM scores WHERE model_id = 'fraud_xgb@1' "
-                          "ORDER BY score DESC, transaction_id LIMIT 1").fetchall()[0][0]
-        con.execute("UPDATE transactions SET currency = ? WHERE transaction_id = ?",
-                    [PAYLOAD, txn]).fetchall()
-    finally:
-        con.close()
+    con = Workspace(workspace).reader()
+    txn = con.execute("SELECT transaction_id FROM scores WHERE model_id = 'fraud_xgb@1' "
+                      "ORDER BY score DESC, transaction_id LIMIT 1").fetchall()[0][0]
+    con.close()
+
+    def plant(frame, mask):
+        frame.loc[mask, "currency"] = PAYLOAD
+        return frame
+
+    assert edit_lake_rows(workspace, "transactions", txn, plant) == 1
     dialogs: list[str] = []
     browser_page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     base = app_server(workspace, {"FRAUDLENS_DEMO_MODE": "1", "FRAUDLENS_DEMO_ROLE": "analyst"})

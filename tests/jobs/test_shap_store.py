@@ -121,7 +121,7 @@ def test_cli_exports_are_audited_and_refused_without_an_audit_trail(workspace_co
     import hashlib
 
     from data_access.audit import AuditLog
-    from data_access.warehouse import open_journal
+    from data_access.journal import open_journal
 
     def exports():
         journal = open_journal(workspace_copy)
@@ -141,8 +141,8 @@ def test_cli_exports_are_audited_and_refused_without_an_audit_trail(workspace_co
     assert hashlib.sha256(out.read_bytes()).hexdigest() in details
     assert '"rows":22' in details
     # a journal that cannot be written (here: not a database) means no export at all
-    (workspace_copy / "journal.duckdb").unlink()
-    (workspace_copy / "journal.duckdb").write_bytes(b"not a database")
+    (workspace_copy / "journal.sqlite").unlink()
+    (workspace_copy / "journal.sqlite").write_bytes(b"not a database")
     out2 = tmp_path / "again.csv"
     assert main(["--workspace", str(workspace_copy), "export", "shap-summary", "--model",
                  "fraud_catboost", "--out", str(out2)]) == 2
@@ -170,14 +170,14 @@ def test_cohort_filters_change_the_summary(demo_workspace):
 
 
 def test_audit_verify_detects_an_edited_record(workspace_copy, capsys):
-    import duckdb
+    import sqlite3
 
     ws = str(workspace_copy)
     assert main(["--workspace", ws, "export", "shap-summary", "--model", "fraud_xgb",
                  "--out", str(workspace_copy.parent / "s.csv")]) == 0
     assert main(["--workspace", ws, "audit", "verify"]) == 0
     assert "hash chain verified" in capsys.readouterr().out
-    con = duckdb.connect(str(workspace_copy / "journal.duckdb"))
+    con = sqlite3.connect(workspace_copy / "journal.sqlite", isolation_level=None)
     try:
         con.execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = "
                     "(SELECT max(seq) FROM audit_log)").fetchall()

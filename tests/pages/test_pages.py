@@ -21,8 +21,8 @@ from app.shell.components import PreparedExport, export_key
 from data_access import shap_store
 from data_access.audit import AuditLog
 from data_access.exports import csv_bytes
+from data_access.journal import open_journal
 from data_access.shap_store import Cohort
-from data_access.warehouse import open_journal
 from data_access.workspace import Workspace
 from explainers.errors import AuditError
 from explainers.frames import explain_frame
@@ -235,11 +235,7 @@ def test_no_download_when_the_export_cannot_be_audited(app_env: Path,
 
 def test_without_a_shap_store_pages_name_the_explain_command(
         workspace_copy: Path, monkeypatch: pytest.MonkeyPatch, case_id: str):
-    writer = Workspace.at(workspace_copy).writer()
-    for table, in writer.execute("SELECT table_name FROM shap_tables").fetchall():
-        writer.execute(f'DROP TABLE "{table}"')
-    writer.execute("DELETE FROM shap_tables")
-    writer.close()
+    shutil.rmtree(workspace_copy / "lake" / "shap")
     monkeypatch.setenv("FRAUDLENS_TESTING", "1")
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
 
@@ -255,12 +251,18 @@ def test_without_a_shap_store_pages_name_the_explain_command(
     assert first["feature"] == _engine_top_feature(workspace_copy, case_id)
 
 
-def test_missing_warehouse_says_how_to_build_one(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("make_folder", [False, True])
+def test_missing_lake_says_how_to_build_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            make_folder: bool):
+    folder = tmp_path / "nothing-here"
+    if make_folder:
+        folder.mkdir()
     monkeypatch.setenv("FRAUDLENS_TESTING", "1")
-    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(folder))
     for page in PAGES:
         at = _open(page)
         assert not at.exception
-        assert any("No warehouse" in e.value for e in at.error)
+        expected = "No lake at" if make_folder else "does not exist"
+        assert any(expected in e.value for e in at.error), [e.value for e in at.error]
         assert any(c.value == "fraudlens demo" for c in at.code)
+    assert not (folder / "lake").exists()

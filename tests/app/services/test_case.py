@@ -13,6 +13,7 @@ import pytest
 
 from app.services import case as cases
 from data_access import case_queries
+from data_access.lake import model_key
 from data_access.workspace import Workspace
 from explainers.explanation import Explanation
 from explainers.frames import explain_frame
@@ -119,20 +120,17 @@ def test_stored_explanation_is_the_engines_explanation(con, xgb, top_case: str):
     assert case.probability == pytest.approx(score, abs=1e-6)
 
 
-def test_case_missing_from_store_is_computed_on_demand(workspace_copy: Path, top_case: str):
+def test_case_missing_from_store_is_computed_on_demand(workspace_copy: Path, top_case: str,
+                                                       edit_lake_rows):
     ws = Workspace.at(workspace_copy)
-    writer = ws.writer()
-    writer.execute('DELETE FROM "shap_fraud_xgb_1" WHERE transaction_id = ?', [top_case])
-    writer.close()
+    assert edit_lake_rows(workspace_copy, f"shap/model={model_key(XGB)}", top_case,
+                          lambda frame, mask: frame[~mask]) == 1
     con = ws.reader()
-    try:
-        model = ws.registry.load(XGB)
-        row = case_queries.transaction_row(con, top_case)
-        case = cases.case_explanation(con, model, row)
-        assert case.source == "computed on demand"
-        np.testing.assert_allclose(case.margin, model.margin(model.prepare(row))[0], atol=1e-5)
-    finally:
-        con.close()
+    model = ws.registry.load(XGB)
+    row = case_queries.transaction_row(con, top_case)
+    case = cases.case_explanation(con, model, row)
+    assert case.source == "computed on demand"
+    np.testing.assert_allclose(case.margin, model.margin(model.prepare(row))[0], atol=1e-5)
 
 
 def _synthetic_case(values: list[float], base: float = -3.0) -> cases.CaseExplanation:

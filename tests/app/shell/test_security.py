@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -99,9 +100,13 @@ def test_app_reader_is_the_hardened_connection(workspace_copy: Path, monkeypatch
     con = resources.reader()
     settings = dict(con.execute(
         "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
-        "'lock_configuration', 'python_enable_replacements', 'access_mode')").fetchall())
+        "'lock_configuration', 'python_enable_replacements', 'allowed_directories')").fetchall())
+    lake_root = str((workspace_copy / "lake").resolve()) + "/"
+    allowed = settings.pop("allowed_directories").strip("[]").split(", ")
     assert settings == {"enable_external_access": "false", "lock_configuration": "true",
-                        "python_enable_replacements": "false", "access_mode": "read_only"}
+                        "python_enable_replacements": "false"}
+    assert allowed[0] == lake_root  # the lake, and DuckDB's own spill folder in the temp dir
+    assert all(a == lake_root or a.startswith(tempfile.gettempdir()) for a in allowed)
     assert resources.reader() is con  # one cached connection per workspace
 
 
