@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -120,24 +121,26 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from jobs.scoring import score_transactions
 
-    ws = _workspace(args)
-    model = ws.registry.load(args.model)
-    with closing(ws.lake()) as lake:
-        n = score_transactions(lake, model)
-    print(f"scored {n:,} new transactions with {model.key}")
+    key, n = _batch_job(args, score_transactions)
+    print(f"scored {n:,} new transactions with {key}")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from jobs.explain import fill_store
 
+    key, n = _batch_job(args, lambda lake, model: fill_store(
+        lake, model, since=args.since, until=args.until, sample=args.sample, seed=args.seed))
+    print(f"stored SHAP values for {n:,} new transactions of {key}")
+    return 0
+
+
+def _batch_job(args: argparse.Namespace, job: Callable[[Any, Any], int]) -> tuple[str, int]:
+    """Run `job(lake, model)` for --model on the workspace's lake: (model key, rows done)."""
     ws = _workspace(args)
     model = ws.registry.load(args.model)
     with closing(ws.lake()) as lake:
-        n = fill_store(lake, model, since=args.since, until=args.until, sample=args.sample,
-                       seed=args.seed)
-    print(f"stored SHAP values for {n:,} new transactions of {model.key}")
-    return 0
+        return model.key, job(lake, model)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
