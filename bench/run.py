@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("bench.bench_explainers", "bench.bench_store", "bench.bench_pages")
+SUITES = ("bench.bench_explainers", "bench.bench_store", "bench.bench_lake", "bench.bench_pages")
 
 
 def main(argv: list[str]) -> int:

@@ -8,15 +8,21 @@ that block is repeated across the remaining transactions (documented in bench re
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
 from data_access import shap_store
-from data_access.warehouse import quote_ident, run_sql
+from data_access.warehouse import quote_ident
 from data_access.workspace import Workspace
 from jobs.demo import build_demo
 from jobs.explain import fill_store
+from jobs.scoring import source_files
 
 ROWS = int(os.environ.get("FRAUDLENS_BENCH_ROWS", "1000000"))
 EXACT_BLOCK = 40_000
@@ -25,37 +31,56 @@ CACHE = Path(__file__).resolve().parent / ".cache" / f"workspace_{ROWS}"
 
 def ensure_workspace() -> Path:
     """Build (once) and return the bench workspace."""
-    if (CACHE / "warehouse.duckdb").exists():
+    if (CACHE / "lake" / "shap").exists():
         return CACHE
     CACHE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(CACHE, ignore_errors=True)
     t0 = time.perf_counter()
     build_demo(CACHE, rows=ROWS, seed=11, explain=False)
     ws = Workspace(CACHE)
-    con = ws.writer()
-    try:
-        for manifest in ws.registry.list():
-            model = ws.registry.load(manifest)
-            fill_store(con, model, sample=EXACT_BLOCK, seed=11)
-            table, features = shap_store.stored_table(con, model.key)
-            cols = ", ".join(quote_ident(f) for f in features)
-            bcols = ", ".join(f"b.{quote_ident(f)}" for f in features)
-            run_sql(con, f"""
-                INSERT INTO {quote_ident(table)}
-                    (transaction_id, event_time, score, base_value, flagged, {cols})
-                WITH block AS (SELECT *, row_number() OVER (ORDER BY transaction_id) - 1 AS k
-                               FROM {quote_ident(table)}),
-                     rest AS (SELECT t.transaction_id, t.event_time, sc.score,
-                                     (row_number() OVER (ORDER BY t.transaction_id) - 1)
-                                     % {EXACT_BLOCK:d} AS k
-                              FROM transactions t JOIN scores sc ON sc.transaction_id =
-                                   t.transaction_id AND sc.model_id = '{model.key}'
-                              ANTI JOIN {quote_ident(table)} s USING (transaction_id))
-                SELECT r.transaction_id, r.event_time, r.score, b.base_value, b.flagged,
-                       {bcols}
-                FROM rest r JOIN block b USING (k) ORDER BY r.transaction_id""")
-        run_sql(con, "CHECKPOINT")
-    finally:
-        con.close()
+    lake = ws.lake()
+    for manifest in ws.registry.list():
+        model = ws.registry.load(manifest)
+        fill_store(lake, model, sample=EXACT_BLOCK, seed=11)
+        _repeat_block(lake, model.key)
+    lake.close()
     print(f"built bench workspace ({ROWS:,} rows) in {time.perf_counter() - t0:.0f}s",
           file=sys.stderr)
     return CACHE
+
+
+def _repeat_block(lake, model_id: str) -> None:
+    """Give every scored row without stored SHAP the values of a stored row (cycled)."""
+    table, features = shap_store.stored_table(lake.con, model_id)
+    block = lake.con.execute(f"SELECT * FROM {quote_ident(table)} ORDER BY transaction_id").df()
+    stored = {f.path for f in lake.files(f"shap/{model_id}")}
+    k = 0
+    for src in source_files(lake):
+        out = src.output("shap", model_id)
+        rows = lake.store.read_table(src.output("scores", model_id),
+                                     ["transaction_id", "score"]).to_pandas()
+        times = lake.store.read_table(src.source.path, ["transaction_id", "event_time"]
+                                      ).to_pandas()
+        rows = rows.merge(times, on="transaction_id")
+        if out in stored:
+            done = lake.store.read_table(out, ["transaction_id"]).to_pandas()
+            rows = rows[~rows["transaction_id"].isin(done["transaction_id"])]
+            rows = pd.concat([lake.store.read_table(out).to_pandas(), _fill(rows, block, k,
+                                                                            features)])
+        else:
+            rows = _fill(rows, block, k, features)
+        k += len(rows)
+        lake.publish(out, pa.Table.from_pandas(rows.reset_index(drop=True),
+                                               preserve_index=False))
+    lake.refresh(force=True)
+
+
+def _fill(rows: pd.DataFrame, block: pd.DataFrame, start: int, features: list[str]
+          ) -> pd.DataFrame:
+    idx = (np.arange(len(rows)) + start) % len(block)
+    out = rows[["transaction_id", "event_time", "score"]].reset_index(drop=True)
+    out["base_value"] = block["base_value"].to_numpy()[idx]
+    out["flagged"] = block["flagged"].to_numpy()[idx]
+    for f in features:
+        out[f] = block[f].to_numpy()[idx]
+    return out

@@ -38,11 +38,8 @@ def labelled_frame(world: demo_world.World) -> pd.DataFrame:
     return frame[frame["event_time"] < mature_before]
 
 
-DEMO_EXPLAIN_SAMPLE = 30_000  # seeded rows per model in the SHAP store; the rest on demand
-
-
 def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: int = 7,
-               explain: bool = True, explain_sample: int | None = DEMO_EXPLAIN_SAMPLE
+               explain: bool = True, explain_sample: int | None = None
                ) -> Workspace:
     target = Path(workspace)
     if (target / "lake").exists():

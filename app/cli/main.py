@@ -67,21 +67,31 @@ def _workspace(args: argparse.Namespace, *, create: bool = False):
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    manifests = _workspace(args).registry.list()
+    registry = _workspace(args).registry
+    manifests = registry.list()
+    for problem in registry.problems:  # skipped manifests: reported, never blocking the rest
+        print(f"fraudlens: warning: skipped {problem}", file=sys.stderr)
+    unusable = registry.unusable()
     if args.json:
-        print(json.dumps([m.to_dict() for m in manifests], indent=2, sort_keys=True))
+        print(json.dumps([{**m.to_dict(), **({"unusable": unusable[m.key]} if m.key in unusable
+                                             else {})} for m in manifests],
+                         indent=2, sort_keys=True))
         return 0
     if not manifests:
         print("No models registered. Run `fraudlens demo` or `fraudlens models register`.")
         return 0
     print(f"{'model':<24} {'framework':<9} {'stage':<10} {'ROC AUC':>8} {'PR AUC':>7}  created")
     for m in manifests:
-        print(f"{m.key:<24} {m.framework:<9} {m.stage:<10} {m.metrics['roc_auc']:>8.4f} "
+        stage = "UNUSABLE" if m.key in unusable else m.stage
+        print(f"{m.key:<24} {m.framework:<9} {stage:<10} {m.metrics['roc_auc']:>8.4f} "
               f"{m.metrics['pr_auc']:>7.4f}  {m.created_at}")
+    for key, reason in unusable.items():
+        print(f"{key} is unusable: {reason}")
     return 0
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
+    from data_access.registry import parse_metrics, read_capped, training_window
     from explainers.schema import FeatureSchema
 
     ws = _workspace(args, create=True)
@@ -93,12 +103,19 @@ def cmd_models_register(args: argparse.Namespace) -> int:
         raise ValidationError(f"{args.schema}: no such schema file")
     schema = FeatureSchema.from_json(schema_path.read_bytes())
     name = "model" + artifact.suffix
-    metrics = json.loads(args.metrics) if args.metrics else None
-    manifest = ws.registry.register(artifact.read_bytes(), name=args.name, version=args.version,
-                                    framework_name=args.framework, artifact_name=name,
-                                    schema=schema, metrics=metrics)
-    ws.registry.load(manifest)  # proves the framework can parse what was registered
-    ws.sync_models()
+    window = training_window(args.training_start, args.training_end)
+    # size-capped read; register() checks the structure and probe-loads the model in a child
+    # process before anything is written, then writes the version in one step
+    manifest = ws.registry.register(read_capped(artifact, "artifact"), name=args.name,
+                                    version=args.version, framework_name=args.framework,
+                                    artifact_name=name, schema=schema,
+                                    metrics=parse_metrics(args.metrics),
+                                    training_window=window, seed=args.seed)
+    try:
+        ws.sync_models()
+    except BaseException:
+        ws.registry.discard(manifest)  # all or nothing: a failed register leaves no version
+        raise
     print(f"registered {manifest.key} ({manifest.framework}, sha256 {manifest.sha256[:12]}…)")
     return 0
 
@@ -213,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=100_000)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--no-explain", action="store_true", help="skip filling the SHAP store")
-    d.add_argument("--explain-sample", type=int, default=30_000,
-                   help="seeded rows per model to store SHAP values for (0 = every row; "
-                        "default 30000); other cases are explained on demand")
+    d.add_argument("--explain-sample", type=int, default=0,
+                   help="store SHAP values for a seeded sample of about this many rows per "
+                        "model instead of every row (default 0: every row)")
     d.set_defaults(func=cmd_demo)
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(
@@ -230,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--framework", required=True, choices=["xgboost", "catboost"])
     mr.add_argument("--schema", required=True, help="feature schema JSON")
     mr.add_argument("--metrics", help='holdout metrics as JSON, e.g. {"roc_auc":0.9,"pr_auc":0.4}')
+    mr.add_argument("--training-start", type=iso_date, metavar="YYYY-MM-DD",
+                    help="first day of the training data (UTC)")
+    mr.add_argument("--training-end", type=iso_date, metavar="YYYY-MM-DD",
+                    help="last day of the training data (UTC, inclusive); compare leaves "
+                         "rows up to it out of the holdout")
+    mr.add_argument("--seed", type=int, default=0, help="the training seed, for the record")
     mr.set_defaults(func=cmd_models_register)
     add_registry_parsers(models)
 
