@@ -143,9 +143,11 @@ class FeatureSchema:
         if problems:
             raise ValidationError("; ".join(problems))
 
-    def model_input(self, df: pd.DataFrame) -> ModelInput:
+    def model_input(self, df: pd.DataFrame,
+                    levels: Mapping[str, Sequence[str]] | None = None) -> ModelInput:
         """Columns in schema order; numerics as float64 with +-inf made missing; categories fixed
-        to the schema's levels, unseen levels made missing. Rows touched are flagged."""
+        to `levels` (the model's own, where it knows them) or else the schema's, unseen levels
+        made missing. Rows touched are flagged."""
         self.check_frame(df)
         flagged = np.zeros(len(df), dtype=bool)
         reasons: list[str] = []
@@ -154,10 +156,10 @@ class FeatureSchema:
             col = df[f.name]
             if f.is_categorical:
                 as_text = col.astype("string")
-                levels = list(f.categories or ())
-                known = np.asarray(as_text.isin(levels), dtype=bool)
+                own = list((levels or {}).get(f.name) or f.categories or ())
+                known = np.asarray(as_text.isin(own), dtype=bool)
                 unseen = np.asarray(as_text.notna(), dtype=bool) & ~known
-                cat = pd.Categorical(as_text.where(known), categories=levels)
+                cat = pd.Categorical(as_text.where(known), categories=own)
                 if unseen.any():
                     flagged |= unseen
                     reasons.append(f"{f.name}: {int(unseen.sum())} unseen level(s)")
