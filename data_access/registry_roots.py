@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data_access.registry import LocalRegistryRoot, RegistryRoot
+from data_access.registry import CACHE_DIR, LocalRegistryRoot, RegistryRoot
 from data_access.registry_s3 import S3RegistryRoot
 from data_access.registry_sagemaker import SageMakerRegistryRoot
 from explainers.errors import RegistryError
 
-CACHE_DIR = ".registry-cache"
+__all__ = ["CACHE_DIR", "OPENERS", "open_root", "registry_status"]
 
 Opener = Callable[[str, Path, dict[str, Any]], RegistryRoot]
 

@@ -10,41 +10,41 @@ When S3 cannot be reached within bounded time (each call: 2 s connect, 5 s read,
 listing: `list_deadline_s`, 8 s of wall clock, whatever S3 does), the root marks itself
 `degraded`, keeps the one-line reason in `last_error`, and serves the cached manifests and
 artifacts; for `cooldown_s` seconds after a failure it does not try S3 again, so every page
-render does not pay the timeout. `RemoteRootBase` and `VerifiedCache` are shared with
-the SageMaker root.
+render does not pay the timeout. `RemoteRootBase` and `VerifiedCache` (in `registry_remote`) are
+shared with the SageMaker root.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
 import threading
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_access.exports import atomic_write_bytes
-from data_access.registry import LocalRegistryRoot, Manifest, check_name, sha256_hex
+from data_access.model_probe import VERDICTS_FILE
+from data_access.registry import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    check_name,
+    manifest_from,
+    verify_artifact,
+)
+from data_access.registry_remote import RemoteRootBase, VerifiedCache, max_artifact_bytes
 from explainers.errors import (
     ChecksumError,
-    ExportError,
     ManifestError,
     RegistryError,
     RegistryUnavailableError,
 )
-from explainers.model import framework
 
 CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 5
 TOTAL_ATTEMPTS = 2  # the first try and one retry
 COOLDOWN_S = 30.0
 LIST_DEADLINE_S = 8.0
-MAX_MANIFEST_BYTES = 1 << 20
-MAX_ARTIFACT_BYTES = 2 << 30
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
@@ -171,7 +171,14 @@ def get_verified_object(client: Any, bucket: str, key: str, *, max_bytes: int) -
     if size > max_bytes:
         resp["Body"].close()
         raise RegistryError(f"{where} is {size:,} bytes, more than the {max_bytes:,} allowed")
-    data = resp["Body"].read()
+    chunks, total = [], 0
+    while chunk := resp["Body"].read(1 << 20):  # the final b"" lets botocore check its checksum
+        total += len(chunk)
+        if total > max_bytes:  # a lying Content-Length still stops at the cap
+            resp["Body"].close()
+            raise RegistryError(f"{where} sent more than the {max_bytes:,} bytes allowed")
+        chunks.append(chunk)
+    data = b"".join(chunks)
     expected = resp.get("ChecksumSHA256")
     if expected and "-" not in expected and resp.get("ChecksumType", "FULL_OBJECT") != \
             "COMPOSITE" and expected != s3_checksum(data):
@@ -191,194 +198,6 @@ def put_verified_object(client: Any, bucket: str, key: str, data: bytes) -> None
                             f"{checksum}; the upload was corrupted")
 
 
-class VerifiedCache:
-    """Models that passed verification, kept as a local registry root; nothing else enters."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.root = LocalRegistryRoot(self.path)
-
-    def _dir(self, manifest: Manifest) -> Path:
-        return self.path / check_name("Model name", manifest.name) / check_name(
-            "Version", manifest.version)
-
-    def manifests(self) -> list[Manifest]:
-        """Cached manifests whose artifact is present (verified again when read)."""
-        try:
-            found = self.root.list_manifests()
-        except ManifestError:
-            return []
-        return [m for m in found if (self._dir(m) / m.artifact).is_file()]
-
-    def manifest(self, name: str, version: str) -> Manifest | None:
-        path = self.path / check_name("Model name", name) / check_name("Version", version)
-        try:
-            data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            return Manifest.from_dict(data, source=str(path / "manifest.json"))
-        except (OSError, ValueError, ManifestError):
-            return None
-
-    def get(self, manifest: Manifest, *, strict: bool = False) -> bytes | None:
-        """The cached bytes if they match `manifest`'s SHA-256; None on a miss. A cached file
-        that does not match is a miss, or with `strict` a ChecksumError naming it."""
-        path = self._dir(manifest) / manifest.artifact
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        digest = sha256_hex(data)
-        if digest == manifest.sha256:
-            return data
-        if strict:
-            raise ChecksumError(
-                f"Checksum mismatch for the cached copy {path}: expected "
-                f"{manifest.sha256[:12]}…, got {digest[:12]}…; the cache was changed or "
-                "corrupted and the registry cannot be reached to fetch it again.")
-        return None
-
-    def put(self, manifest: Manifest, data: bytes) -> None:
-        """Store a verified artifact, then its manifest (a version without one does not exist).
-        A cache that cannot be written only costs a later download."""
-        if sha256_hex(data) != manifest.sha256:  # callers verify first; never cache otherwise
-            raise ChecksumError(f"{manifest.key}: refusing to cache unverified bytes")
-        folder = self._dir(manifest)
-        with contextlib.suppress(OSError, ExportError):
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / manifest.artifact, data)
-            atomic_write_bytes(folder / "manifest.json", manifest.to_json().encode("utf-8"))
-
-    def refresh(self, manifest: Manifest) -> None:
-        """Keep a cached manifest's stage (and other metadata) current; same artifact only."""
-        cached = self.manifest(manifest.name, manifest.version)
-        if cached is None or cached.sha256 != manifest.sha256 or cached == manifest:
-            return
-        with contextlib.suppress(OSError, ExportError):
-            atomic_write_bytes(self._dir(manifest) / "manifest.json",
-                               manifest.to_json().encode("utf-8"))
-
-
-class RemoteRootBase:
-    """Degraded-state bookkeeping shared by the S3 and SageMaker roots.
-
-    `degraded` is True while the last attempt failed and the cache is being served;
-    `last_error` holds the one-line reason; `degraded_message` is what the app shows.
-    """
-
-    description: str
-    cache: VerifiedCache
-    cooldown_s: float
-
-    def _init_state(self, cooldown_s: float, list_deadline_s: float) -> None:
-        self.cooldown_s = cooldown_s
-        self.list_deadline_s = list_deadline_s
-        self.degraded = False
-        self.last_error: str | None = None
-        self._retry_at = 0.0
-
-    @property
-    def degraded_message(self) -> str | None:
-        if not self.degraded:
-            return None
-        return (f"Model registry {self.description} unavailable ({self.last_error}); "
-                "serving the last verified copy")
-
-    def _remote_allowed(self) -> bool:
-        return time.monotonic() >= self._retry_at
-
-    def _mark_down(self, reason: str) -> None:
-        self.degraded = True
-        self.last_error = _one_line(reason)
-        self._retry_at = time.monotonic() + self.cooldown_s
-
-    def _mark_up(self) -> None:
-        self.degraded = False
-        self.last_error = None
-        self._retry_at = 0.0
-
-    def _unavailable(self, what: str) -> RegistryUnavailableError:
-        return RegistryUnavailableError(
-            f"Model registry {self.description} unavailable ({self.last_error}); {what}")
-
-    def _list_remote(self) -> list[Manifest]:  # pragma: no cover - implemented by roots
-        raise NotImplementedError
-
-    def list_manifests(self) -> list[Manifest]:
-        """The remote's manifests; when it cannot be reached, the verified cache's (degraded).
-        Raises RegistryUnavailableError only when there is nothing verified to serve."""
-        if self._remote_allowed():
-            try:
-                manifests = self._list_within_deadline()
-            except RegistryUnavailableError as exc:
-                self._mark_down(str(exc))
-            else:
-                self._mark_up()
-                for m in manifests:
-                    self.cache.refresh(m)
-                return manifests
-        cached = self.cache.manifests()
-        if not cached:
-            raise self._unavailable("no verified copy is cached on this machine yet")
-        return cached
-
-    def _list_within_deadline(self) -> list[Manifest]:
-        """`_list_remote` bounded in wall-clock time: a slow remote cannot stall the caller
-        past `list_deadline_s`. A call still running then finishes in the background, bounded
-        by the client's own timeouts (and may still fill the cache for next time)."""
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["manifests"] = self._list_remote()
-            except BaseException as exc:  # handed to the caller below
-                box["error"] = exc
-
-        # a daemon thread: a process that is exiting does not wait for a hung remote
-        worker = threading.Thread(target=work, name="fraudlens-registry-list", daemon=True)
-        worker.start()
-        worker.join(self.list_deadline_s)
-        if worker.is_alive():
-            raise RegistryUnavailableError(f"no answer within {self.list_deadline_s:g} s")
-        if "error" in box:
-            raise box["error"]
-        return box["manifests"]
-
-    def _fetch(self, manifest: Manifest) -> bytes:  # pragma: no cover - implemented by roots
-        raise NotImplementedError
-
-    def read_artifact(self, manifest: Manifest) -> bytes:
-        """Verified bytes: from the cache when it holds this exact artifact, else downloaded,
-        verified (S3 checksum, manifest SHA-256, format) and cached."""
-        cached = self.cache.get(manifest)
-        if cached is not None:
-            return cached
-        if not self._remote_allowed():
-            self.cache.get(manifest, strict=True)  # a corrupted cached copy: say so
-            raise self._unavailable(f"{manifest.key} is not cached on this machine")
-        try:
-            data = self._fetch(manifest)
-        except RegistryUnavailableError as exc:
-            self._mark_down(str(exc))
-            self.cache.get(manifest, strict=True)
-            raise self._unavailable(f"{manifest.key} is not cached on this machine") from None
-        verify_bytes(manifest, data, where=self._where(manifest))
-        self.cache.put(manifest, data)
-        return data
-
-    def _where(self, manifest: Manifest) -> str:
-        return f"{self.description}/{manifest.name}/{manifest.version}/{manifest.artifact}"
-
-
-def verify_bytes(manifest: Manifest, data: bytes, *, where: str) -> None:
-    """The manifest's SHA-256, then the framework's format check; before any parser runs."""
-    digest = sha256_hex(data)
-    if digest != manifest.sha256:
-        raise ChecksumError(
-            f"Checksum mismatch for {manifest.key} artifact {where}: expected "
-            f"{manifest.sha256[:12]}…, got {digest[:12]}…; the object was changed or corrupted. "
-            "Nothing was cached; the last verified copy stays in use.")
-    framework(manifest.framework).check_format(data, manifest.artifact)
-
-
 class S3RegistryRoot(RemoteRootBase):
     """`s3://bucket/prefix` as a registry root (see the module docstring)."""
 
@@ -390,6 +209,8 @@ class S3RegistryRoot(RemoteRootBase):
         self.description = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         parts = [p for p in self.prefix.split("/") if p]
         self.cache = VerifiedCache(Path(cache_dir).joinpath("s3", self.bucket, *parts))
+        self.probe_cache_path = Path(cache_dir) / VERDICTS_FILE
+        self.problems: list[str] = []
         self._client = client or aws_client("s3", endpoint_url=endpoint_url,
                                             region_name=region_name)
         self._init_state(cooldown_s, list_deadline_s)
@@ -435,22 +256,31 @@ class S3RegistryRoot(RemoteRootBase):
             if not page.get("IsTruncated"):
                 break
             token = {"ContinuationToken": page["NextContinuationToken"]}
-        manifests = []
+        manifests, problems = [], []
         for key, name, version in keys:
-            source = f"s3://{self.bucket}/{key}"
             try:
-                doc = json.loads(self._get(key, MAX_MANIFEST_BYTES))
-            except ValueError as exc:
-                raise ManifestError(f"{source}: not readable JSON ({exc})") from None
-            manifest = Manifest.from_dict(doc, source=source)
-            if (manifest.name, manifest.version) != (name, version):
-                raise ManifestError(f"{source} describes {manifest.key}, not {name}@{version}")
-            manifests.append(manifest)
+                manifests.append(self._read_manifest(key, name, version))
+            except (ManifestError, ChecksumError, RegistryError) as exc:
+                if isinstance(exc, RegistryUnavailableError):
+                    raise
+                problems.append(str(exc))  # one bad manifest never hides the others
+        self.problems = problems
         return manifests
+
+    def _read_manifest(self, key: str, name: str, version: str) -> Manifest:
+        source = f"s3://{self.bucket}/{key}"
+        try:
+            doc = json.loads(self._get(key, MAX_MANIFEST_BYTES))
+        except (ValueError, RecursionError) as exc:
+            raise ManifestError(f"{source}: not readable JSON ({_one_line(exc)})") from None
+        manifest = manifest_from(doc, source)
+        if (manifest.name, manifest.version) != (name, version):
+            raise ManifestError(f"{source} describes {manifest.key}, not {name}@{version}")
+        return manifest
 
     def _fetch(self, manifest: Manifest) -> bytes:
         return self._get(self.key(manifest.name, manifest.version, manifest.artifact),
-                         MAX_ARTIFACT_BYTES)
+                         max_artifact_bytes())
 
     def _exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -480,7 +310,7 @@ class S3RegistryRoot(RemoteRootBase):
 
     def write_version(self, manifest: Manifest, artifact: bytes) -> None:
         self._writable(f"push {manifest.key}")
-        verify_bytes(manifest, artifact, where=f"local {manifest.artifact}")
+        verify_artifact(manifest, artifact, where=f"local {manifest.artifact}")
         mkey = self.key(manifest.name, manifest.version, "manifest.json")
         try:
             if self._exists(mkey):
@@ -504,12 +334,3 @@ class S3RegistryRoot(RemoteRootBase):
             self._mark_down(str(exc))
             raise self._unavailable(f"{manifest.key} was not changed") from None
         self.cache.refresh(manifest)
-
-
-def renamed(manifest: Manifest, **changes: Any) -> Manifest:
-    """`dataclasses.replace` that re-validates names and versions."""
-    if "name" in changes:
-        check_name("Model name", changes["name"])
-    if "version" in changes:
-        check_name("Version", changes["version"])
-    return replace(manifest, **changes)

@@ -28,21 +28,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_access.registry import Manifest, check_name
-from data_access.registry_s3 import (
-    COOLDOWN_S,
-    MAX_ARTIFACT_BYTES,
+from data_access.model_probe import VERDICTS_FILE
+from data_access.registry import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    check_name,
+    manifest_from,
+    verify_artifact,
+)
+from data_access.registry_remote import (
     RemoteRootBase,
     VerifiedCache,
+    max_artifact_bytes,
+    renamed,
+)
+from data_access.registry_s3 import (
+    COOLDOWN_S,
     aws_client,
     get_verified_object,
     parse_s3_uri,
     put_verified_object,
-    renamed,
     translate,
-    verify_bytes,
 )
-from data_access.safe_tar import build_archive, read_members
+from data_access.safe_tar import archive_budget, build_archive, read_members
 from explainers.errors import (
     ArtifactFormatError,
     ChecksumError,
@@ -55,6 +63,7 @@ META_SHA256 = "fraudlens_sha256"
 META_ARTIFACT = "fraudlens_artifact"
 META_FRAMEWORK = "fraudlens_framework"
 META_SOURCE = "fraudlens_source"
+META_BYTES = "fraudlens_artifact_bytes"
 ARCHIVE_MANIFEST = "manifest.json"
 
 # A first listing downloads every package's model.tar.gz once; later ones read the cache.
@@ -95,6 +104,8 @@ class SageMakerRegistryRoot(RemoteRootBase):
         self._s3 = s3_client or aws_client("s3", endpoint_url=endpoint_url,
                                            region_name=region_name)
         self.skipped: list[str] = []
+        self.problems: list[str] = []
+        self.probe_cache_path = Path(cache_dir) / VERDICTS_FILE
         self._init_state(cooldown_s, list_deadline_s)
 
     @classmethod
@@ -128,14 +139,14 @@ class SageMakerRegistryRoot(RemoteRootBase):
         return [self._call(self._sm.describe_model_package,
                            ModelPackageName=s["ModelPackageArn"]) for s in summaries]
 
-    def _download(self, url: str) -> bytes:
+    def _download(self, url: str, max_bytes: int) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, _, key = url.removeprefix("s3://").partition("/")
         if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
             raise RegistryError(f"ModelDataUrl {url!r} is not an s3://bucket/key address")
         try:
-            return get_verified_object(self._s3, bucket, key, max_bytes=MAX_ARTIFACT_BYTES)
+            return get_verified_object(self._s3, bucket, key, max_bytes=max_bytes)
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, url) from None
 
@@ -145,28 +156,39 @@ class SageMakerRegistryRoot(RemoteRootBase):
         approved = [int(p["ModelPackageVersion"]) for p in packages
                     if p.get("ModelApprovalStatus") == "Approved" and _ours(p)]
         newest = max(approved) if approved else None
-        self.skipped = []
+        self.skipped, problems = [], []
         out = []
         for pkg in packages:
-            meta = pkg.get("CustomerMetadataProperties") or {}
             version = str(pkg["ModelPackageVersion"])
             if not _ours(pkg):
                 self.skipped.append(f"{self.group}@{version}: no {META_SHA256} metadata; "
                                     "not a FraudLens package")
                 continue
-            status = str(pkg.get("ModelApprovalStatus") or "PendingManualApproval")
-            stage = stage_for(status, int(version), newest)
-            cached = self.cache.manifest(self.group, version)
-            if cached is not None and cached.sha256 == str(meta[META_SHA256]).lower():
-                base = cached
-            else:
-                base, data = self._fetch_package(pkg)
-                self.cache.put(base, data)
-            out.append(replace(base, stage=stage, extra={
-                **{k: v for k, v in base.extra.items() if k not in PACKAGE_KEYS},
-                "model_package_arn": pkg["ModelPackageArn"], "approval_status": status,
-                "model_data_url": _model_data_url(pkg, self.description)}))
+            try:
+                out.append(self._package_manifest(pkg, newest))
+            except (ManifestError, ChecksumError, ArtifactFormatError, RegistryError) as exc:
+                if isinstance(exc, RegistryUnavailableError):
+                    raise
+                problems.append(f"{self.group}@{version}: {exc}")  # the others keep working
+        self.problems = problems
         return out
+
+    def _package_manifest(self, pkg: dict[str, Any], newest: int | None) -> Manifest:
+        """One FraudLens package as a manifest, from the cache or fetched and verified."""
+        meta = pkg.get("CustomerMetadataProperties") or {}
+        version = str(pkg["ModelPackageVersion"])
+        status = str(pkg.get("ModelApprovalStatus") or "PendingManualApproval")
+        stage = stage_for(status, int(version), newest)
+        cached = self.cache.manifest(self.group, version)
+        if cached is not None and cached.sha256 == str(meta[META_SHA256]).lower():
+            base = cached
+        else:
+            base, data = self._fetch_package(pkg)
+            self.cache.put(base, data)
+        return replace(base, stage=stage, extra={
+            **{k: v for k, v in base.extra.items() if k not in PACKAGE_KEYS},
+            "model_package_arn": pkg["ModelPackageArn"], "approval_status": status,
+            "model_data_url": _model_data_url(pkg, self.description)})
 
     def _fetch_package(self, pkg: dict[str, Any]) -> tuple[Manifest, bytes]:
         """Download, unpack safely and verify one package: (manifest, artifact bytes)."""
@@ -174,15 +196,16 @@ class SageMakerRegistryRoot(RemoteRootBase):
         where = f"{self.group}@{version}"
         url = _model_data_url(pkg, where)
         meta = pkg.get("CustomerMetadataProperties") or {}
-        files = read_members(self._download(url), source=url)
+        budget = archive_budget(_declared_bytes(meta, max_artifact_bytes()) + MAX_MANIFEST_BYTES)
+        files = read_members(self._download(url, budget), source=url, max_total_bytes=budget)
         if ARCHIVE_MANIFEST not in files:
             raise ManifestError(f"{url}: no {ARCHIVE_MANIFEST} beside the artifact")
         try:
             doc = json.loads(files[ARCHIVE_MANIFEST])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ManifestError(f"{url}: {ARCHIVE_MANIFEST} is not readable JSON ({exc})") \
                 from None
-        inner = Manifest.from_dict(doc, source=f"{url}!{ARCHIVE_MANIFEST}")
+        inner = manifest_from(doc, f"{url}!{ARCHIVE_MANIFEST}")
         if inner.artifact not in files:
             raise ArtifactFormatError(f"{url}: the manifest names {inner.artifact!r}, which "
                                       "is not in the archive")
@@ -194,7 +217,7 @@ class SageMakerRegistryRoot(RemoteRootBase):
                                 f"{anchor[:12]}…; refused")
         manifest = renamed(inner, name=self.group, version=version, extra={
             **inner.extra, "source_key": inner.key})
-        verify_bytes(manifest, data, where=f"{url}!{inner.artifact}")
+        verify_artifact(manifest, data, where=f"{url}!{inner.artifact}")
         return manifest, data
 
     def _fetch(self, manifest: Manifest) -> bytes:
@@ -226,7 +249,7 @@ class SageMakerRegistryRoot(RemoteRootBase):
                                 "(s3://bucket/prefix for model.tar.gz) and image_uri (the "
                                 "serving container)")
         self._writable(f"register {manifest.key}")
-        verify_bytes(manifest, artifact, where=f"local {manifest.artifact}")
+        verify_artifact(manifest, artifact, where=f"local {manifest.artifact}")
         inner = replace(manifest, extra={k: v for k, v in manifest.extra.items()
                                          if k not in PACKAGE_KEYS})
         archive = build_archive({ARCHIVE_MANIFEST: inner.to_json().encode("utf-8"),
@@ -249,7 +272,8 @@ class SageMakerRegistryRoot(RemoteRootBase):
                        ModelApprovalStatus=STATUS_FOR_STAGE[manifest.stage],
                        CustomerMetadataProperties={
                            META_SHA256: manifest.sha256, META_ARTIFACT: manifest.artifact,
-                           META_FRAMEWORK: manifest.framework, META_SOURCE: manifest.key})
+                           META_FRAMEWORK: manifest.framework, META_SOURCE: manifest.key,
+                           META_BYTES: str(len(artifact))})
         except RegistryUnavailableError as exc:
             self._mark_down(str(exc))
             raise self._unavailable(f"{manifest.key} was not registered") from None
@@ -305,6 +329,18 @@ class SageMakerRegistryRoot(RemoteRootBase):
             self._mark_down(str(exc))
             raise self._unavailable(f"{manifest.key} was not changed") from None
         self.cache.refresh(manifest)
+
+
+def _declared_bytes(meta: dict[str, Any], cap: int) -> int:
+    """The artifact size a package declares (`fraudlens_artifact_bytes`), within the artifact
+    limit; the limit itself when a package predates the key."""
+    raw = str(meta.get(META_BYTES, "")).strip()
+    if not raw:
+        return cap
+    if not raw.isdigit() or int(raw) > cap:
+        raise ArtifactFormatError(f"{META_BYTES}={raw[:32]!r} is not a size within the "
+                                  f"{cap:,}-byte artifact limit; refused")
+    return int(raw)
 
 
 def _ours(pkg: dict[str, Any]) -> bool:

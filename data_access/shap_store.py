@@ -19,7 +19,6 @@ from data_access.lake import cursor_for
 from data_access.warehouse import fetch_df, quote_ident, table_names
 from explainers.errors import ValidationError, WarehouseError
 
-
 SUMMARY_DECIMALS = 12
 
 

@@ -48,3 +48,7 @@ class ExportError(FraudLensError):
 
 class AccessDeniedError(FraudLensError):
     """The signed-in principal's role may not do this."""
+
+
+class EngineError(FraudLensError):
+    """The batch engine (a Ray cluster) is missing, unreachable or failed the job."""

@@ -6,13 +6,16 @@ format before parsing, parse it from bytes, build its native input and predict m
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from explainers import artifact_check
 from explainers.errors import ArtifactFormatError
 from explainers.schema import MISSING_CATEGORY, FeatureSchema, ModelInput
 
@@ -32,6 +35,7 @@ class Framework(Protocol):
     def margin(self, native: Any, data: Any) -> np.ndarray: ...
     def structure(self, native: Any) -> dict[str, int]: ...
     def gain_importance(self, native: Any, schema: FeatureSchema) -> dict[str, float]: ...
+    def category_levels(self, native: Any) -> dict[str, tuple[str, ...]]: ...
 
 
 def _refuse_pickle(data: bytes, filename: str) -> None:
@@ -46,19 +50,19 @@ class XGBoostFramework:
     extensions = (".json", ".ubj")
 
     def check_format(self, data: bytes, filename: str) -> None:
+        """Refuse pickles, then check the bytes' structure (size, depth, declared lengths)."""
         _refuse_pickle(data, filename)
-        if filename.endswith(".json"):
-            try:
-                doc = json.loads(data)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise ArtifactFormatError(f"{filename} is not valid XGBoost JSON") from None
-            if not isinstance(doc, dict) or "learner" not in doc:
-                raise ArtifactFormatError(f"{filename} is JSON but not an XGBoost model")
-        elif filename.endswith(".ubj"):
-            if data[:1] != b"{" or b"learner" not in data[:4096]:
-                raise ArtifactFormatError(f"{filename} is not an XGBoost UBJSON model")
-        else:
+        if not filename.endswith((".json", ".ubj")):
             raise ArtifactFormatError(f"{filename}: XGBoost artifacts must be .json or .ubj")
+        limits = artifact_check.limits_from(os.environ)
+        artifact_check.check_size(data, filename, limits)
+        # XGBoost picks its reader from the bytes, not the name: check what it will read
+        if artifact_check.xgboost_reads_json(data):
+            keys = artifact_check.check_json(data, filename, limits)
+        else:
+            keys = artifact_check.check_ubjson(data, filename, limits)
+        if b"learner" not in keys:
+            raise ArtifactFormatError(f"{filename} is not an XGBoost model (no 'learner')")
 
     def load(self, data: bytes) -> Any:
         import xgboost as xgb
@@ -96,17 +100,29 @@ class XGBoostFramework:
         total = sum(scores.values()) or 1.0
         return {n: float(scores.get(n, 0.0)) / total for n in schema.names}
 
+    def category_levels(self, native: Any) -> dict[str, tuple[str, ...]]:
+        """The levels each categorical feature had in training, in the model's own order
+        (XGBoost re-codes inputs by name and refuses a level it never saw)."""
+        try:
+            pairs = native.get_categories(export_to_arrow=True).to_arrow()
+        except (AttributeError, ValueError, TypeError):
+            return {}  # a model saved without its categories: codes are used as they come
+        return {name: tuple(str(v) for v in values.to_pylist())
+                for name, values in pairs if values is not None}
+
 
 class CatBoostFramework:
     name = "catboost"
     extensions = (".cbm",)
 
     def check_format(self, data: bytes, filename: str) -> None:
+        """Refuse pickles, then check the header and that the declared core size fits."""
         _refuse_pickle(data, filename)
         if not filename.endswith(".cbm"):
             raise ArtifactFormatError(f"{filename}: CatBoost artifacts must be .cbm")
-        if data[:4] != b"CBM1":
-            raise ArtifactFormatError(f"{filename} is not a CatBoost .cbm model")
+        limits = artifact_check.limits_from(os.environ)
+        artifact_check.check_size(data, filename, limits)
+        artifact_check.check_cbm(data, filename, limits)
 
     def load(self, data: bytes) -> Any:
         from catboost import CatBoostClassifier
@@ -141,6 +157,9 @@ class CatBoostFramework:
         values = native.get_feature_importance(type="PredictionValuesChange")
         total = float(np.sum(values)) or 1.0
         return {n: float(v) / total for n, v in zip(schema.names, values, strict=True)}
+
+    def category_levels(self, native: Any) -> dict[str, tuple[str, ...]]:
+        return {}  # CatBoost takes categories as strings and handles levels it never saw
 
 
 def catboost_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -181,7 +200,13 @@ class LoadedModel:
         return framework(self.framework)
 
     def prepare(self, df: pd.DataFrame) -> ModelInput:
-        return self.schema.model_input(df)
+        """Inputs in the model's own category levels: a level the schema lists but the model
+        never saw is made missing and the row flagged, as an unseen level is."""
+        return self.schema.model_input(df, levels=self.category_levels)
+
+    @functools.cached_property
+    def category_levels(self) -> dict[str, tuple[str, ...]]:
+        return self.backend.category_levels(self.native)
 
     def margin(self, x: ModelInput) -> np.ndarray:
         return self.backend.margin(self.native, self.backend.native_input(self.native, x,

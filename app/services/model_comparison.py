@@ -161,12 +161,11 @@ def _training_end(manifests: Sequence[Manifest]) -> tuple[pd.Timestamp | None, l
     unparsable): with none known the holdout is chosen from matured labels alone."""
     ends, unknown = [], []
     for m in manifests:
-        raw = str(m.training_window.get("end") or "").strip()
-        try:
-            end = to_utc(raw) if raw else None
+        try:  # an empty end would be NaT, which no row is after
+            end = to_utc(str(m.training_window.get("end") or "").strip() or None)
         except ValueError:
-            end = None
-        if end is None or pd.isna(end):
+            end = pd.NaT
+        if pd.isna(end):
             unknown.append(m.key)
         else:
             ends.append(end)

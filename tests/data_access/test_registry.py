@@ -130,14 +130,18 @@ def test_pickle_payload_is_refused_before_any_parser(registry, tmp_path, fw, art
     assert not marker.exists()
 
 
-def test_manifest_missing_field_is_named(registry):
+def test_manifest_missing_field_is_skipped_and_named(registry):
     _register(registry, xgb_artifact(), "xgboost", "model.ubj")
+    _register(registry, xgb_artifact(), "xgboost", "model.ubj", version="2")
     mpath = registry.root.path / "m_xgboost" / "1" / "manifest.json"
     doc = json.loads(mpath.read_text())
     del doc["sha256"]
     mpath.write_text(json.dumps(doc))
+    assert [m.key for m in registry.list()] == ["m_xgboost@2"]
+    assert len(registry.problems) == 1
+    assert "sha256" in registry.problems[0] and str(mpath) in registry.problems[0]
     with pytest.raises(ManifestError, match="sha256"):
-        registry.list()
+        Manifest.from_dict(doc)
 
 
 def test_schema_with_unknown_dtype_is_named():

@@ -130,15 +130,28 @@ def test_corrupted_object_is_refused_and_never_cached(moto_endpoint, tmp_path):
     assert not list((tmp_path / "cache").rglob("model.ubj"))
 
 
-def test_manifest_under_the_wrong_key_is_refused(moto_endpoint, tmp_path):
+def test_bad_manifests_are_skipped_and_reported_the_rest_keeps_working(moto_endpoint,
+                                                                         tmp_path):
     bucket = new_bucket(moto_endpoint)
     local = ModelRegistry(LocalRegistryRoot(tmp_path / "local"))
     manifest = register(local)
+    root = s3_root(moto_endpoint, bucket, tmp_path / "cache")
+    root.write_version(manifest, local.verified_artifact(manifest))
     s3 = aws_client("s3", endpoint_url=moto_endpoint)
     s3.put_object(Bucket=bucket, Key="models/prod/other/7/manifest.json",
                   Body=manifest.to_json().encode())
+    s3.put_object(Bucket=bucket, Key="models/prod/broken/1/manifest.json", Body=b"{not json")
+    s3.put_object(Bucket=bucket, Key="models/prod/deep/1/manifest.json",
+                  Body=b"[" * 100_000 + b"]" * 100_000)
+    registry = ModelRegistry(root)
+    assert [m.key for m in registry.list()] == ["fraud_xgb@1"]
+    problems = registry.problems
+    assert len(problems) == 3
+    assert any("not other@7" in p for p in problems)
+    assert any("broken/1/manifest.json" in p for p in problems)
+    assert registry.load("fraud_xgb@1").key == "fraud_xgb@1"
     with pytest.raises(ManifestError, match="not other@7"):
-        s3_root(moto_endpoint, bucket, tmp_path / "cache").list_manifests()
+        root._read_manifest("models/prod/other/7/manifest.json", "other", "7")
 
 
 def test_server_stopped_mid_session_serves_the_verified_cache(private_moto, tmp_path):

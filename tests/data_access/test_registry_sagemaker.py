@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import re
 import tarfile
 import time
 import uuid
@@ -192,8 +193,12 @@ def test_hostile_model_tar_is_refused(moto_endpoint, tmp_path, archive, words):
     group, bucket = setup_group(moto_endpoint)
     raw_package(moto_endpoint, group, bucket, archive, "Approved",
                 {"fraudlens_sha256": "0" * 64})
+    root = sm_root(moto_endpoint, group, tmp_path / "cache")
+    assert root.list_manifests() == []  # skipped and reported, never listed
+    assert len(root.problems) == 1 and re.search(words, root.problems[0])
+    pkg = root._packages()[0]
     with pytest.raises(ArtifactFormatError, match=words):
-        sm_root(moto_endpoint, group, tmp_path / "cache").list_manifests()
+        root._fetch_package(pkg)
     assert not list((tmp_path / "cache").rglob("*.ubj"))
     assert not (tmp_path.parent / "model.ubj").exists()
 
@@ -204,8 +209,11 @@ def test_package_metadata_must_match_the_archive(moto_endpoint, local, tmp_path)
     archive = build_archive({"manifest.json": manifest.to_json().encode(), "model.ubj": data})
     raw_package(moto_endpoint, group, bucket, archive, "Approved",
                 {"fraudlens_sha256": "f" * 64})
+    root = sm_root(moto_endpoint, group, tmp_path / "cache")
+    assert root.list_manifests() == []
+    assert len(root.problems) == 1 and "metadata" in root.problems[0]
     with pytest.raises(ChecksumError, match="metadata"):
-        sm_root(moto_endpoint, group, tmp_path / "cache").list_manifests()
+        root._fetch_package(root._packages()[0])
     with pytest.raises(RegistryError, match="artifact_uri"):
         sm_root(moto_endpoint, group, tmp_path / "cache").write_version(manifest, data)
 
@@ -229,3 +237,22 @@ def test_sagemaker_down_serves_the_verified_cache(private_moto, local, tmp_path)
     degraded, message = registry_status(restarted)
     assert degraded and message.startswith(f"Model registry sagemaker://{group} unavailable")
     assert ModelRegistry(restarted).resolve(group).stage == "champion"
+
+
+def test_archive_bigger_than_its_declared_artifact_is_refused_the_rest_loads(moto_endpoint,
+                                                                           local, tmp_path):
+    """A package declaring a small artifact whose archive expands far beyond it stops at the
+    declared size plus a small margin; other packages keep working (SECURITY 21, 22)."""
+    group, bucket = setup_group(moto_endpoint)
+    good, data = register(local, "1", seed=1)
+    fraudlens_package(moto_endpoint, group, bucket, good, data, "Approved")
+    padded = build_archive({"manifest.json": good.to_json().encode(), "model.ubj": data,
+                            "padding.bin": b"\0" * (8 << 20)})  # 8 MiB of zeros, ~8 KiB packed
+    raw_package(moto_endpoint, group, bucket, padded, "PendingManualApproval",
+                {"fraudlens_sha256": good.sha256, "fraudlens_artifact_bytes": str(len(data))})
+    root = sm_root(moto_endpoint, group, tmp_path / "cache")
+    registry = ModelRegistry(root)
+    assert [m.key for m in registry.list()] == [f"{group}@1"]
+    assert len(registry.problems) == 1
+    assert f"{group}@2" in registry.problems[0] and "more than" in registry.problems[0]
+    np.testing.assert_array_equal(scores(registry.load(f"{group}@1")), scores(local.load(good)))

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from data_access.safe_tar import build_archive, read_members
+from data_access.safe_tar import archive_budget, build_archive, read_members
 from explainers.errors import ArtifactFormatError
 
 
@@ -78,3 +78,58 @@ def test_garbage_is_a_format_error_not_a_crash():
     for junk in (b"not a tar", gzip.compress(b"not a tar either" * 40), b"\x1f\x8b\x08junk"):
         with pytest.raises(ArtifactFormatError):
             read_members(junk)
+
+
+def _declared_member(name: str, declared: int, payload: bytes) -> bytes:
+    """A tar whose member header declares `declared` bytes, followed by `payload` (zeros
+    compress to almost nothing: a 1 KB archive that expands to hundreds of MiB)."""
+    info = tarfile.TarInfo(name)
+    info.size = declared
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + payload
+
+
+def test_member_bigger_than_the_budget_is_refused_before_it_is_read():
+    import tracemalloc
+
+    bomb = gzip.compress(_declared_member("model.ubj", 800 << 20, b"\0" * (64 << 20)))
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactFormatError, match=r"more than 1,000,000 bytes.*model\.ubj"):
+            read_members(bomb, max_total_bytes=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak:,} bytes"
+
+
+def test_stream_past_the_budget_stops_at_the_running_cap():
+    import tracemalloc
+
+    files = {"manifest.json": b"{}", "model.ubj": b"x" * 1000}
+    padded = gzip.compress(gzip.decompress(build_archive(files)) + b"\0" * (64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactFormatError, match="expands beyond"):
+            read_members(padded, max_total_bytes=archive_budget(1002))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak:,} bytes"
+    assert read_members(build_archive(files), max_total_bytes=archive_budget(1002)) == files
+
+
+def test_truncated_archives_are_format_errors():
+    files = {"manifest.json": b"{}", "model.ubj": b"y" * 5000}
+    whole = build_archive(files)
+    raw = gzip.decompress(whole)
+    for cut in (len(whole) // 2, len(whole) - 9):
+        with pytest.raises(ArtifactFormatError):
+            read_members(whole[:cut])
+    with pytest.raises(ArtifactFormatError):
+        read_members(raw[:len(raw) // 2], max_total_bytes=10_000)
+
+
+def test_budget_is_the_declared_size_plus_a_small_margin():
+    assert archive_budget(0) == 64 << 10
+    assert archive_budget(100 << 20) == (100 << 20) + (1 << 20) + (64 << 10)
