@@ -20,9 +20,10 @@ import pandas as pd
 from explainers.explanation import ExplainError, Explanation
 from explainers.model import LoadedModel
 from explainers.schema import ModelInput
+from explainers.tree_kernel import KernelCache, KernelRows, KernelUnsupported
 
-__all__ = ["BACKENDS", "Backend", "catboost_shap_mode", "explain", "model_input_for",
-           "warm_reference"]
+__all__ = ["BACKENDS", "Backend", "backend_note", "catboost_shap_mode", "explain",
+           "model_input_for", "resolve_backend", "warm_reference"]
 
 # Direct (NoPreCalc) CatBoost SHAP costs O(T*L*D^2) per row; UsePreCalc pays O(T*L^2*D^2) once
 # and then O(T*(D+F)) per row. Measured on 300 trees of depth 6 (L=64 leaves), 2 cores: 1 row
@@ -38,6 +39,8 @@ ALL_THREADS = -1
 
 # (native model, native input, mode, threads: 1 or ALL_THREADS) -> (values, bias per row)
 Contributions = Callable[[Any, Any, str, int], tuple[np.ndarray, np.ndarray]]
+# (model, prepared rows) -> (the backend's own input, the model's margin per row)
+OwnInput = Callable[[LoadedModel, ModelInput], tuple[Any, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Backend:
     framework: str
     modes: tuple[str, ...]
     contributions: Contributions
+    own_input: OwnInput | None = None  # None: the framework's native input and margin
 
 
 def catboost_shap_mode(native: Any, n_rows: int) -> str:
@@ -125,7 +129,43 @@ def warm_reference(model: LoadedModel) -> None:
     _TREE_EXPLAINERS.get(model.native)
 
 
+# Prepared fast-kernel tables (or why a model has none) per loaded XGBoost booster.
+KERNELS = KernelCache()
+
+
+def _xgboost_kernel_input(model: LoadedModel, inputs: ModelInput) -> tuple[KernelRows, np.ndarray]:
+    # The kernel reads a float32 code matrix, and XGBoost predicts the margin from the same
+    # matrix in place: no DMatrix is built on this path.
+    rows = KERNELS.kernel(model.native).rows(inputs.frame)
+    margin = model.native.inplace_predict(rows.row_major(), predict_type="margin",
+                                          missing=np.nan)
+    return rows, np.asarray(margin, dtype=np.float64)
+
+
+def _xgboost_fast(native: Any, rows: KernelRows, mode: str,
+                  threads: int) -> tuple[np.ndarray, np.ndarray]:
+    return KERNELS.kernel(native).contributions(rows, threads)
+
+
+def backend_note(model: LoadedModel) -> str | None:
+    """Why backend="auto" left this XGBoost model to the native backend; None when it did not."""
+    if model.framework != "xgboost":
+        return None
+    entry = KERNELS.get(model.native)
+    return entry if isinstance(entry, str) else None
+
+
+def resolve_backend(model: LoadedModel, backend: str) -> str:
+    """The backend "auto" means for this model: the fast kernel when it takes the model."""
+    if backend != "auto":
+        return backend
+    fast = ("fast", model.framework) in BACKENDS and backend_note(model) is None
+    return "fast" if fast else "native"
+
+
 BACKENDS: dict[tuple[str, str], Backend] = {
+    ("fast", "xgboost"): Backend("fast", "xgboost", ("auto", "direct"), _xgboost_fast,
+                                 own_input=_xgboost_kernel_input),
     ("native", "xgboost"): Backend("native", "xgboost", ("auto", "direct"), _xgboost_native),
     ("native", "catboost"): Backend("native", "catboost", ("auto", "direct", "precalc"),
                                     _catboost_native),
@@ -151,7 +191,7 @@ def _backend(name: str, framework: str, mode: str) -> Backend:
     try:
         chosen = BACKENDS[(name, framework)]
     except KeyError:
-        known = sorted({b for b, f in BACKENDS if f == framework})
+        known = sorted({"auto"} | {b for b, f in BACKENDS if f == framework})
         raise ExplainError(f"No {name!r} SHAP backend for {framework} models; use one of "
                            f"{', '.join(known) or 'none'}") from None
     if mode not in chosen.modes:
@@ -172,24 +212,42 @@ def model_input_for(model: LoadedModel, x: ModelInput | pd.DataFrame) -> ModelIn
     raise ExplainError(f"Cannot explain a {type(x).__name__}; pass a DataFrame or ModelInput")
 
 
-def explain(model: LoadedModel, x: ModelInput | pd.DataFrame, *, backend: str = "native",
+def _contributions(chosen: Backend, model: LoadedModel, inputs: ModelInput,
+                   mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values, bias and margin per row from one backend; small workloads run single-threaded."""
+    small = len(inputs.frame) <= SINGLE_THREAD_MAX_ROWS
+    threads = 1 if small else ALL_THREADS
+    with SINGLE_THREAD[model.framework]() if small else nullcontext():
+        if chosen.own_input is not None:
+            data, margin = chosen.own_input(model, inputs)
+            values, bias = chosen.contributions(model.native, data, mode, threads)
+            return values, bias, margin
+        framework = model.backend
+        native_input = framework.native_input(model.native, inputs, model.schema)
+        values, bias = chosen.contributions(model.native, native_input, mode, threads)
+        return values, bias, framework.margin(model.native, native_input)
+
+
+def explain(model: LoadedModel, x: ModelInput | pd.DataFrame, *, backend: str = "auto",
             mode: str = "auto", row_ids: np.ndarray | pd.Series | None = None) -> Explanation:
     """SHAP values in log-odds for every row of x, verified to add up to the model's margin.
 
-    mode: "auto" picks the fastest exact algorithm for the workload; CatBoost also takes
-    "direct" (NoPreCalc) and "precalc" (UsePreCalc).
+    backend: "auto" is the fast kernel where it takes the model, else native (`backend_note`
+    says why); "fast", "native" and "reference" force one. mode: "auto" picks the fastest exact
+    algorithm for the workload; CatBoost also takes "direct" (NoPreCalc) and "precalc" (UsePreCalc).
     """
-    chosen = _backend(backend, model.framework, mode)
+    chosen = _backend(resolve_backend(model, backend), model.framework, mode)
     inputs = model_input_for(model, x)
     if len(inputs.frame) == 0:
         raise ExplainError("There are no rows to explain")
-    framework = model.backend
-    small = len(inputs.frame) <= SINGLE_THREAD_MAX_ROWS
-    with SINGLE_THREAD[model.framework]() if small else nullcontext():
-        native_input = framework.native_input(model.native, inputs, model.schema)
-        values, bias = chosen.contributions(model.native, native_input, mode,
-                                            1 if small else ALL_THREADS)
-        margin = framework.margin(model.native, native_input)
+    try:
+        values, bias, margin = _contributions(chosen, model, inputs, mode)
+    except KernelUnsupported as exc:
+        if backend != "auto":
+            raise ExplainError(f"The fast kernel cannot explain {model.key}: "
+                               f"{exc.reason}") from None
+        native = _backend("native", model.framework, mode)  # e.g. levels unseen in training
+        values, bias, margin = _contributions(native, model, inputs, mode)
     n_features = len(model.schema.names)
     if values.shape[1] != n_features:
         raise ExplainError(f"{model.key} explains {values.shape[1]} features but its schema has "

@@ -154,9 +154,9 @@ def test_unknown_backend_or_mode_is_refused(xgb_model: LoadedModel, holdout: tup
         explain(xgb_model, holdout[0].iloc[:2], **kwargs)
 
 
-def test_every_framework_has_both_backends() -> None:
+def test_every_framework_has_native_and_reference_and_xgboost_has_the_fast_kernel() -> None:
     assert set(BACKENDS) == {(b, f) for b in ("native", "reference")
-                             for f in ("xgboost", "catboost")}
+                             for f in ("xgboost", "catboost")} | {("fast", "xgboost")}
 
 
 def test_misshapen_or_empty_input_is_refused(xgb_model: LoadedModel, holdout: tuple) -> None:
