@@ -221,6 +221,7 @@ class Lake:
         con = duckdb.connect(":memory:", config={**HARDENED, "temp_directory": spill})
         if self.store.is_local:
             con.execute("SET allowed_directories = ?", [[self.store.root + "/"]])
+        con.execute("SET parquet_metadata_cache = true")  # footers read once per file, not query
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
