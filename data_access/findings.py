@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Protocol
 
 import duckdb
@@ -21,6 +21,7 @@ import pandas as pd
 from data_access.journal_schema import FINDING_COLUMNS, MEMBER_COLUMNS
 from data_access.warehouse import fetch_df, quote_ident
 from explainers.errors import ValidationError
+from explainers.timeutil import to_utc
 
 __all__ = [
     "FINDING_COLUMNS",
@@ -36,7 +37,7 @@ _SQL_OPS = {"<=": "<=", "<": "<", ">": ">", ">=": ">=", "=": "="}
 
 
 class RuleCondition(Protocol):
-    """What a rule condition must offer (explainers.patterns.Condition does)."""
+    """What a rule condition must offer (explainers.rules.Condition does)."""
 
     feature: str
     op: str
@@ -74,12 +75,6 @@ def rule_where(conditions: Sequence[RuleCondition], allowed: Collection[str],
             raise ValidationError(f"Unknown rule operator {c.op!r}")
         clauses.append(f"({test} OR {col} IS NULL)" if c.or_missing else f"({test} IS TRUE)")
     return (" AND ".join(clauses) or "TRUE"), params
-
-
-def _utc(day: date | datetime) -> datetime:
-    if isinstance(day, datetime):
-        return day.astimezone(UTC) if day.tzinfo else day.replace(tzinfo=UTC)
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +125,7 @@ def backtest(con: duckdb.DuckDBPyConnection, conditions: Sequence[RuleCondition]
         "coalesce(l.is_fraud = 1, FALSE) AS fraud "
         "FROM transactions t LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
         "WHERE t.event_time >= ? AND t.event_time < ?) GROUP BY day ORDER BY day",
-        [*params, _utc(start), _utc(until)])
+        [*params, to_utc(start).to_pydatetime(), to_utc(until).to_pydatetime()])
     for col in ("transactions", "alerts", "labelled_alerts", "fraud_alerts", "fraud"):
         daily[col] = daily[col].astype("int64")
     daily["day"] = pd.to_datetime(daily["day"]).dt.date

@@ -286,6 +286,7 @@ def _child(request: dict[str, Any]) -> int:
     try:
         native = fw.load(Path(request["artifact"]).read_bytes())
         model = LoadedModel("probe", "0", fw.name, schema, native)
+        _check_feature_names(native, schema.names)
         row = pd.DataFrame({n: pd.Series([np.nan], dtype="float64") for n in schema.names})
         margin = model.margin(model.prepare(row))
         if margin.shape != (1,) or not np.isfinite(margin).all():
@@ -300,6 +301,19 @@ def _child(request: dict[str, Any]) -> int:
         return _EXIT_REFUSED
     result.write_text(json.dumps({"ok": True, "margin": float(margin[0])}))
     return 0
+
+
+def _check_feature_names(native: Any, schema_names: list[str]) -> None:
+    """A model that names its features must be given exactly the schema's, in order."""
+    own = getattr(native, "feature_names", None) or getattr(native, "feature_names_", None)
+    if not own or list(own) == list(schema_names):
+        return
+    extra = [n for n in schema_names if n not in own]
+    lacking = [n for n in own if n not in schema_names]
+    parts = ([f"the schema lists {', '.join(extra)}, which the model does not use"]
+             if extra else []) + ([f"the model needs {', '.join(lacking)}, which the schema "
+                                   "lacks"] if lacking else [])
+    raise ValueError("; ".join(parts) or "the schema orders the model's features differently")
 
 
 if __name__ == "__main__":

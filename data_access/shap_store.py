@@ -18,6 +18,7 @@ import pyarrow as pa
 from data_access.lake import cursor_for
 from data_access.warehouse import fetch_df, quote_ident, table_names
 from explainers.errors import ValidationError, WarehouseError
+from explainers.timeutil import to_utc
 
 SUMMARY_DECIMALS = 12
 
@@ -85,10 +86,10 @@ class Cohort:
         clauses, params = ["TRUE"], []
         if self.since is not None:
             clauses.append(f"{time_col} >= ?")
-            params.append(_ts(self.since))
+            params.append(to_utc(self.since))
         if self.until is not None:
             clauses.append(f"{time_col} < ?")
-            params.append(_ts(self.until))
+            params.append(to_utc(self.until))
         if self.min_score is not None:
             clauses.append(f"{score_col} >= ?")
             params.append(float(self.min_score))
@@ -102,11 +103,6 @@ class Cohort:
             clauses.append(f"CAST(t.{quote_ident(self.segment)} AS VARCHAR) = ?")
             params.append(str(self.segment_value))
         return " AND ".join(clauses), params
-
-
-def _ts(value: date | datetime) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _cohort_sql(table: str, cohort: Cohort, segments: list[str]) -> tuple[str, list[object]]:

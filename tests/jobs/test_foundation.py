@@ -111,22 +111,24 @@ def test_import_adds_new_rows_once(workspace_copy, tmp_path, capsys):
     assert after["labels"] == before["labels"] + len(labels)
 
 
-def test_scoring_a_model_whose_schema_does_not_match_is_refused(workspace_copy, capsys):
+def test_a_model_whose_schema_does_not_match_is_refused_naming_the_feature(workspace_copy,
+                                                                          capsys):
     ws = Workspace(workspace_copy)
     schema = demo_world_schema().to_dict()
     schema["features"].append({"name": "velocity_score", "dtype": "float", "source": "stream"})
     schema_path = workspace_copy.parent / "schema.json"
     schema_path.write_text(json.dumps(schema))
     artifact = workspace_copy / "models" / "fraud_xgb" / "1" / "model.ubj"
-    assert main(["--workspace", str(workspace_copy), "models", "register", str(artifact),
+    before = _digest(workspace_copy)
+    code = main(["--workspace", str(workspace_copy), "models", "register", str(artifact),
                  "--name", "wide", "--version", "1", "--framework", "xgboost",
-                 "--schema", str(schema_path)]) == 0
-    before = _counts(workspace_copy)["scores"]
-    code = main(["--workspace", str(workspace_copy), "score", "--model", "wide@1"])
+                 "--schema", str(schema_path)])
+    err = capsys.readouterr().err
     assert code == 2
-    assert "velocity_score" in capsys.readouterr().err
-    assert _counts(workspace_copy)["scores"] == before
-    assert ws.registry.resolve("wide").version == "1"
+    assert "velocity_score" in err and len(err.strip().splitlines()) == 1
+    assert not (workspace_copy / "models" / "wide").exists()
+    assert "wide@1" not in [m.key for m in ws.registry.list()]
+    assert _digest(workspace_copy) == before
 
 
 def test_scoring_killed_half_way_leaves_whole_files_and_the_rerun_completes(workspace_copy):
