@@ -31,6 +31,8 @@ Planted fraud (about 1% of rows): account takeover, card testing, money mules an
 each with its own signature, plus ~12% random-looking 'other' fraud, and legit look-alikes for
 every typology so that a good model is strong but not perfect. Typology mix drifts over time
 (card testing grows towards the end, promo abuse peaks during a promo campaign).
+A stream feature-store outage is planted after the training cut-off: `amount_24h_usd` is
+missing for 60 hours starting 18 days before `end` (for monitoring to find).
 
 For large worlds `iter_world_chunks` yields account-partitioned chunks with bounded memory;
 `generate_world` is the single-chunk case of the same code.

@@ -187,6 +187,18 @@ def _windowed(a: np.ndarray, t: np.ndarray, txn: np.ndarray, amount: np.ndarray,
             "card_10m": card_10m, "since_dep": since_dep}
 
 
+# A planted stream feature-store outage, after the models' training cut-off: `amount_24h_usd`
+# is not served for 60 hours starting 18 days before the window's end (a time rule, no
+# random draw, so every other value of the world stays what the seed made it).
+_OUTAGE_START_BEFORE_END = 18 * _DAY
+_OUTAGE_LENGTH = 60 * _HOUR
+
+
+def _stream_outage(t: np.ndarray, span: int) -> np.ndarray:
+    start = span - _OUTAGE_START_BEFORE_END
+    return (t >= start) & (t < start + _OUTAGE_LENGTH)
+
+
 def _sampled(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: dict[str, np.ndarray],
              t: np.ndarray, amount: np.ndarray, w: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-account and per-row sampled features (and feature-store timeouts on the stream
@@ -253,6 +265,7 @@ def _assemble(rng: np.random.Generator, plan: dict[str, np.ndarray], acc: dict[s
     amount = np.round(np.maximum(plan["amount"], 0.5), 2)
     windowed = _windowed(plan["acct"], t, plan["txn"], amount, span)
     sampled = _sampled(rng, plan, acc, t, amount, windowed)
+    windowed["amount_24h"][_stream_outage(t, span)] = np.nan
 
     # Everything from here on is in event-time order.
     s = np.argsort(t, kind="stable")
