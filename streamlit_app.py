@@ -33,6 +33,8 @@ PAGES = (
              "compare", "compare"),
     PageSpec("pages/pattern_review.py", "Pattern Review", "🗂️", "review",
              "review"),
+    PageSpec("pages/monitoring.py", "Monitoring", "📈", "monitoring", "patterns"),
+    PageSpec("pages/experiments.py", "Experiments", "🧪", "experiments", "compare"),
     PageSpec("pages/audit_trail.py", "Audit Trail", "🛡️", "audit", "audit"),
 )
 

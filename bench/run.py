@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("bench.bench_explainers", "bench.bench_store", "bench.bench_lake", "bench.bench_pages")
+SUITES = ("bench.bench_explainers", "bench.bench_kernel", "bench.bench_store", "bench.bench_lake",
+          "bench.bench_pages", "bench.bench_ray")
 
 
 def main(argv: list[str]) -> int:

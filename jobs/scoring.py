@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from data_access.lake import Lake, LakeFile, partition_path
+from data_access.lake_store import LakeStore
 from data_access.warehouse import quote_ident, table_columns
 from explainers.errors import ValidationError, WarehouseError
 from explainers.model import LoadedModel, sigmoid
@@ -79,14 +80,15 @@ def source_files(lake: Lake, since: date | datetime | None = None,
     return out
 
 
-def read_source(lake: Lake, src: SourceFile, columns: list[str]) -> pd.DataFrame:
+def read_source(lake: Lake | LakeStore, src: SourceFile, columns: list[str]) -> pd.DataFrame:
     """The named columns of one transactions file; a feature the file lacks reads as missing.
     A file that cannot be read stops the job and is named."""
+    store = lake.store if isinstance(lake, Lake) else lake
     try:
-        present = set(lake.store.read_schema(src.source.path).names)
-        table = lake.store.read_table(src.source.path, [c for c in columns if c in present])
+        present = set(store.read_schema(src.source.path).names)
+        table = store.read_table(src.source.path, [c for c in columns if c in present])
     except (OSError, pa.ArrowException) as exc:
-        raise WarehouseError(f"Cannot read {lake.store.uri}/{src.source.path}: {exc}") from None
+        raise WarehouseError(f"Cannot read {store.uri}/{src.source.path}: {exc}") from None
     frame = table.to_pandas()
     for c in columns:
         if c not in frame.columns:
@@ -100,33 +102,47 @@ def pending(lake: Lake, model_id: str, dataset: str, sources: list[SourceFile]
     return [s for s in sources if s.output(dataset, model_id) not in done]
 
 
-def score_transactions(lake: Lake, model: LoadedModel, *, fail_after_files: int | None = None,
-                       on_file: Callable[[int], None] | None = None) -> int:
-    """Score every transactions file this model has not scored yet; returns rows scored."""
+def score_plan(lake: Lake, model: LoadedModel) -> list[SourceFile]:
+    """The transactions files this model has not scored yet (features checked first)."""
     lake.refresh(force=True)
     check_warehouse_features(lake.con, model.schema)
-    todo = pending(lake, model.key, "scores", source_files(lake))
+    return pending(lake, model.key, "scores", source_files(lake))
+
+
+def score_file(store: Lake | LakeStore, model: LoadedModel, src: SourceFile,
+               scored_at: datetime) -> pa.Table:
+    """One transactions file's scores: the unit of work of every engine (same input, same
+    table, so the same bytes once published)."""
+    frame = read_source(store, src, ["transaction_id", *model.schema.names])
+    x = model.prepare(frame)
+    margin = model.margin(x)
+    n = len(frame)
+    return pa.table({
+        "model_id": pa.array(np.full(n, model.key)),
+        "transaction_id": pa.array(frame["transaction_id"].astype(str).to_numpy()),
+        "score": pa.array(sigmoid(margin)), "margin": pa.array(margin),
+        "flagged": pa.array(np.asarray(x.flagged, dtype=bool)),
+        "scored_at": pa.array(pd.Series([scored_at] * n, dtype="datetime64[us, UTC]"))})
+
+
+def score_transactions(lake: Lake, model: LoadedModel, *, fail_after_files: int | None = None,
+                       on_file: Callable[[int], None] | None = None,
+                       scored_at: datetime | None = None) -> int:
+    """Score every transactions file this model has not scored yet; returns rows scored.
+    `scored_at` (default: now, UTC) is stamped on every row of the run."""
+    todo = score_plan(lake, model)
     if not todo:
         return 0
-    scored_at = datetime.now(UTC)
+    scored_at = scored_at or datetime.now(UTC)
     bar = progress(len(todo), f"score {model.key}", unit="files")
     done = 0
     try:
         for i, src in enumerate(todo):
             if fail_after_files is not None and i >= fail_after_files:
                 raise RuntimeError("simulated crash in the middle of scoring")
-            frame = read_source(lake, src, ["transaction_id", *model.schema.names])
-            x = model.prepare(frame)
-            margin = model.margin(x)
-            n = len(frame)
-            out = pa.table({
-                "model_id": pa.array(np.full(n, model.key)),
-                "transaction_id": pa.array(frame["transaction_id"].astype(str).to_numpy()),
-                "score": pa.array(sigmoid(margin)), "margin": pa.array(margin),
-                "flagged": pa.array(np.asarray(x.flagged, dtype=bool)),
-                "scored_at": pa.array(pd.Series([scored_at] * n, dtype="datetime64[us, UTC]"))})
+            out = score_file(lake, model, src, scored_at)
             lake.publish(src.output("scores", model.key), out)
-            done += n
+            done += out.num_rows
             bar.update(1)
             if on_file:
                 on_file(done)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from app.cli import compare as compare_command
+from app.cli import dispositions as dispositions_command
+from app.cli import experiment as experiment_command
+from app.cli import monitor as monitor_command
 from app.cli import pattern_review as patterns_command
-from app.cli.common import iso_date
+from app.cli import pruning as pruning_command
+from app.cli.common import check_window, iso_date
 from app.cli.registry import add_parsers as add_registry_parsers
 from explainers.errors import FraudLensError, ValidationError
 
@@ -138,26 +141,62 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from jobs.scoring import score_transactions
 
-    key, n = _batch_job(args, score_transactions)
-    print(f"scored {n:,} new transactions with {key}")
+    ws = _workspace(args)
+    model = ws.registry.load(args.model)
+    with closing(ws.lake()) as lake:
+        if getattr(args, "engine", "local") == "ray":
+            from jobs import ray_engine
+
+            ref = ray_engine.ModelRef.of(ws, model.key)
+            with _ray_session(args.ray_address):
+                n = ray_engine.score_on_ray(lake, model, ref)
+        else:
+            n = score_transactions(lake, model)
+    print(f"scored {n:,} new transactions with {model.key}")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from jobs.explain import fill_store
 
-    key, n = _batch_job(args, lambda lake, model: fill_store(
-        lake, model, since=args.since, until=args.until, sample=args.sample, seed=args.seed))
-    print(f"stored SHAP values for {n:,} new transactions of {key}")
-    return 0
-
-
-def _batch_job(args: argparse.Namespace, job: Callable[[Any, Any], int]) -> tuple[str, int]:
-    """Run `job(lake, model)` for --model on the workspace's lake: (model key, rows done)."""
     ws = _workspace(args)
     model = ws.registry.load(args.model)
     with closing(ws.lake()) as lake:
-        return model.key, job(lake, model)
+        if getattr(args, "engine", "local") == "ray":
+            from jobs import ray_engine
+
+            ref = ray_engine.ModelRef.of(ws, model.key)
+            with _ray_session(args.ray_address):
+                n = ray_engine.explain_on_ray(lake, model, ref, since=args.since,
+                                              until=args.until, sample=args.sample,
+                                              seed=args.seed)
+        else:
+            n = fill_store(lake, model, since=args.since, until=args.until, sample=args.sample,
+                           seed=args.seed)
+    print(f"stored SHAP values for {n:,} new transactions of {model.key}")
+    return 0
+
+
+@contextmanager
+def _ray_session(address: str) -> Iterator[None]:
+    """Connected to a Ray cluster for the block (`--engine ray`); a cluster this command
+    started or joined is left (and a local one stopped) at the end."""
+    from jobs import ray_engine
+
+    started = ray_engine.connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            ray_engine.import_ray().shutdown()
+
+
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="where the batch work runs (ray: pip install fraudlens[ray])")
+    parser.add_argument("--ray-address", default="auto",
+                        help="Ray cluster to join: auto ($RAY_ADDRESS, else a local cluster), "
+                             "local, HOST:PORT or ray://HOST:PORT")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -255,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--seed", type=int, default=0, help="the training seed, for the record")
     mr.set_defaults(func=cmd_models_register)
     add_registry_parsers(models)
+    pruning_command.add_parsers(models)
 
     imp = sub.add_parser("import", help="import data into the warehouse").add_subparsers(
         dest="import_what", required=True)
@@ -262,34 +302,48 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("file")
     it.add_argument("--labels")
     it.set_defaults(func=cmd_import)
+    experiment_command.add_import_parser(imp)
 
     s = sub.add_parser("score", help="score transactions with a model")
     s.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    _add_engine(s)
     s.set_defaults(func=cmd_score)
 
     e = sub.add_parser("explain", help="fill the SHAP store for a model")
     e.add_argument("--model", required=True, help="NAME or NAME@VERSION")
-    e.add_argument("--since", type=iso_date)
-    e.add_argument("--until", type=iso_date)
-    e.add_argument("--sample", type=int)
-    e.add_argument("--seed", type=int, default=7)
+    e.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD",
+                   help="first event day to explain (UTC; default: the first)")
+    e.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD",
+                   help="first event day left out (UTC; exclusive; default: after the last)")
+    e.add_argument("--sample", type=int,
+                   help="explain a seeded sample of about this many rows (default: every row)")
+    e.add_argument("--seed", type=int, default=7, help="seed of the sample (default 7)")
+    _add_engine(e)
     e.set_defaults(func=cmd_explain)
 
-    ex = sub.add_parser("export", help="write SHAP values or summaries").add_subparsers(
-        dest="what", required=True)
-    for what in ("shap-values", "shap-summary"):
-        x = ex.add_parser(what)
-        x.add_argument("--model", required=True)
-        x.add_argument("--since", type=iso_date)
-        x.add_argument("--until", type=iso_date)
-        x.add_argument("--out", required=True)
+    ex = sub.add_parser("export", help="write SHAP values, summaries or dispositions"
+                        ).add_subparsers(dest="what", required=True)
+    for what, says in (("shap-values", "per row: transaction_id, base_value, one SHAP value "
+                                       "per feature (.csv or .parquet)"),
+                       ("shap-summary", "per feature: mean |SHAP|, description and the other "
+                                        "columns of the Global Patterns download (.csv)")):
+        x = ex.add_parser(what, help=says, description=f"Write {says}; audited.")
+        x.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+        x.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD",
+                       help="first event day (UTC; default: the first)")
+        x.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD",
+                       help="first event day left out (UTC; exclusive; default: after the last)")
+        x.add_argument("--out", required=True, help="file to write")
         x.set_defaults(func=cmd_export, what=what)
+    dispositions_command.add_parser(ex)
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain: exit 3 when a record was edited, "
                      "deleted or reordered").set_defaults(func=cmd_audit_verify)
     compare_command.add_parser(sub)
     patterns_command.add_parser(sub)
+    monitor_command.add_parser(sub)
+    experiment_command.add_parser(sub)
     return p
 
 
@@ -297,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_window(args)
         return int(args.func(args) or 0)
     except FraudLensError as exc:
         print(f"fraudlens: error: {exc}", file=sys.stderr)

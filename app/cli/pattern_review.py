@@ -2,7 +2,7 @@
 
     fraudlens patterns --model N[@V] --since D --until D --out findings.csv
                        [--members-out M.csv] [--pack-out review.html] [--seed S]
-                       [--threshold P]
+                       [--threshold P] [--engine local|ray] [--ray-address ADDR]
 
 `--until` is the first day left out (UTC). Every file is recorded as an `export` in the
 workspace's audit trail before it appears (actor: $USER, else "cli"); if the record cannot be
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threshold", type=_probability,
                    help="score at or above which a case counts as flagged (default: the "
                         "manifest's `threshold`, else 0.5)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: explain the cases the SHAP store lacks on a Ray cluster "
+                        "(pip install fraudlens[ray]); clustering runs here either way")
+    p.add_argument("--ray-address", default="auto",
+                   help="Ray cluster to join: auto ($RAY_ADDRESS, else a local cluster), "
+                        "local, HOST:PORT or ray://HOST:PORT")
     p.set_defaults(func=handler)
 
 
@@ -63,6 +70,25 @@ def _checked(path: str | None, suffixes: tuple[str, ...], what: str) -> Path | N
 
 def _say(message: str) -> None:
     print(f"patterns: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _engine(args: argparse.Namespace, ws: Any, model_ref: str) -> Iterator[Any]:
+    """None for the local engine; for `--engine ray`, a function explaining cases on the
+    cluster (joined, or started locally, for the duration of the command)."""
+    if getattr(args, "engine", "local") != "ray":
+        yield None
+        return
+    from jobs import ray_engine
+
+    ref = ray_engine.ModelRef.of(ws, model_ref)
+    started = ray_engine.connect(args.ray_address)
+    try:
+        _say(f"explaining the cases the store lacks on Ray ({args.ray_address})")
+        yield lambda frame: ray_engine.explain_frame_on_ray(ref, frame)
+    finally:
+        if started:
+            ray_engine.import_ray().shutdown()
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -82,9 +108,9 @@ def handler(args: argparse.Namespace) -> int:
                  else pattern_review.model_threshold(manifest.extra))
     _say(f"loading {manifest.key}")
     model = ws.registry.load(manifest)
-    with closing(ws.reader()) as con:
+    with closing(ws.reader()) as con, _engine(args, ws, manifest.key) as explain_rows:
         result = pattern_review.mine(con, model, window, seed=args.seed, threshold=threshold,
-                                     progress=_say)
+                                     progress=_say, explain_rows=explain_rows)
 
     actor = cli_actor()
     with journal_at(ws.path) as journal:

@@ -67,6 +67,7 @@ POPULATIONS = ("flagged", "missed")
 BACKGROUND_ROWS = 20_000
 TOP_DRIVERS = 5
 REPRESENTATIVES = 5
+ExplainRows = Callable[[pd.DataFrame], np.ndarray]  # cases -> SHAP values, schema order
 JSON_COLUMNS = ("rule_json", "drivers_json", "backtest_daily_json", "drift_json")
 
 
@@ -85,8 +86,10 @@ def model_threshold(extra: Mapping[str, Any] | None) -> float:
 
 
 def _case_shap(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window,
-               threshold: float, cases: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """SHAP rows for the cases (schema order): from the store, the rest explained now."""
+               threshold: float, cases: pd.DataFrame,
+               explain_rows: ExplainRows | None = None) -> tuple[np.ndarray, int]:
+    """SHAP rows for the cases (schema order): from the store, the rest explained now (by
+    `explain_rows` when given, e.g. on a Ray cluster: same values, row for row)."""
     names = list(model.schema.names)
     values = pd.DataFrame(np.nan, index=cases["transaction_id"], columns=names)
     got = stored_case_shap(con, model.key, names, window, threshold)
@@ -95,9 +98,12 @@ def _case_shap(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Windo
     todo = values.index[values.isna().any(axis=1)]
     if len(todo):
         frame = cases.set_index("transaction_id").loc[todo].reset_index()
-        expl = explain_frame(model, frame)
-        values.loc[todo, names] = np.asarray(expl.values)[:, [
-            list(expl.feature_names).index(n) for n in names]]
+        if explain_rows is not None:
+            values.loc[todo, names] = np.asarray(explain_rows(frame), dtype=np.float64)
+        else:
+            expl = explain_frame(model, frame)
+            values.loc[todo, names] = np.asarray(expl.values)[:, [
+                list(expl.feature_names).index(n) for n in names]]
     return values.to_numpy(dtype=np.float64), len(todo)
 
 
@@ -119,10 +125,11 @@ def _finding_id(model_id: str, window: Window, population: str, members: pd.Seri
     return "F" + digest[:10]
 
 def _cluster_window(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window,
-                    threshold: float, seed: int, features: list[str]
+                    threshold: float, seed: int, features: list[str],
+                    explain_rows: ExplainRows | None = None
                     ) -> tuple[dict[str, _Clusters], int]:
     cases = case_rows(con, model.key, window, threshold, features)
-    shap, computed = _case_shap(con, model, window, threshold, cases)
+    shap, computed = _case_shap(con, model, window, threshold, cases, explain_rows)
     out = {}
     for population in POPULATIONS:
         rows = np.flatnonzero(cases["population"].to_numpy() == population)
@@ -175,12 +182,15 @@ def _records(frame: pd.DataFrame) -> str:
 
 def mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, *, seed: int = 7,
          threshold: float | None = None, background_rows: int = BACKGROUND_ROWS,
-         progress: Callable[[str], None] | None = None) -> MiningResult:
-    """Mine a window's cases into findings and compare them with the window before."""
+         progress: Callable[[str], None] | None = None,
+         explain_rows: ExplainRows | None = None) -> MiningResult:
+    """Mine a window's cases into findings and compare them with the window before.
+    `explain_rows(frame)` explains the cases the store lacks (schema order), e.g. on a Ray
+    cluster (`fraudlens patterns --engine ray`); clustering always runs here."""
     cur = con.cursor()  # a private cursor: the caller's connection may be shared
     try:
         return _mine(cur, model, window, seed, threshold, background_rows,
-                     progress or (lambda _msg: None))
+                     progress or (lambda _msg: None), explain_rows)
     finally:
         cur.close()
 
@@ -287,15 +297,17 @@ def _member_frame(members: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, seed: int,
           threshold: float | None, background_rows: int,
-          say: Callable[[str], None]) -> MiningResult:
+          say: Callable[[str], None], explain_rows: ExplainRows | None = None
+          ) -> MiningResult:
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     features = feature_columns(con, model.schema.names)
     names = list(model.schema.names)
     say(f"clustering cases of {window.text()}")
-    now, computed = _cluster_window(con, model, window, threshold, seed, features)
+    now, computed = _cluster_window(con, model, window, threshold, seed, features,
+                                    explain_rows)
     say(f"clustering cases of {window.previous().text()} for the comparison")
     before, computed_before = _cluster_window(con, model, window.previous(), threshold, seed,
-                                              features)
+                                              features, explain_rows)
     say("fitting a rule per finding and backtesting it")
     data, background_total = _rule_data(con, model, window, threshold, features, now,
                                         background_rows, seed)

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.services import case, overview
+from app.services import case, experiments, monitoring, overview
+from app.services.classifier import holdout_classifier_stats as _holdout_classifier_stats
 from app.services.cohort import (
     IMPORTANCE_MEASURES,
     ImportanceView,
@@ -30,11 +31,17 @@ from app.services.cohort import (
     importance_view,
     sample_explanation,
 )
+from app.services.monitoring_rules import MonitoringRules
 from app.services.overview import ModelInfo, model_statuses
-from app.shell.resources import data_version, load_model, manifests, reader, workspace
+from app.shell.resources import data_version, lake_cursor, load_model, manifests, workspace
 from app.views import charts
-from data_access import case_queries, cohort_queries, shap_store, warehouse_stats
-from data_access.lake import cursor_for
+from data_access import (
+    case_queries,
+    cohort_queries,
+    monitoring_queries,
+    shap_store,
+    warehouse_stats,
+)
 from data_access.shap_store import Cohort
 from data_access.warehouse_stats import WarehouseSummary
 from explainers.explanation import Explanation
@@ -61,11 +68,14 @@ __all__ = [
     "model_info",
     "model_statuses",
     "models",
+    "monitoring_report",
+    "monitoring_segments",
     "neighbour_pool",
     "permutation_table",
     "queue",
     "sample_seed",
     "scored_counts",
+    "segment_columns",
     "shap_coverage",
     "similar_cases",
     "strongest_partners",
@@ -102,11 +112,8 @@ def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
 
 @contextmanager
 def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
-    cur = cursor_for(reader())
-    try:
+    with lake_cursor() as cur:
         yield cur
-    finally:
-        cur.close()
 
 
 def _on_cursor(query: Callable[..., Any], **cache_options: Any) -> Callable[..., Any]:
@@ -322,3 +329,49 @@ def dependence_points(model_id: str, cohort: Cohort, rows: int, feature: str,
     if expl is None:
         return None
     return dependence_data(expl, feature, color_by=color_by, sample=None, seed=sample_seed())
+
+
+# --------------------------------------------------------------------------- monitoring
+
+segment_columns = _on_cursor(monitoring_queries.segment_columns, ttl=_TTL)
+
+
+@_per_workspace(ttl=_TTL, max_entries=16)
+def monitoring_report(model_id: str, since: date | None, until: date | None,
+                      rules: MonitoringRules) -> monitoring.MonitoringReport:
+    """`monitoring.build_report` for the model: what `fraudlens monitor` writes."""
+    manifest = next(m for m in manifests() if m["model_id"] == model_id)
+    with _cursor() as cur:
+        return monitoring.build_report(cur, manifest, rules, since, until)
+
+
+@_per_workspace(ttl=_TTL, max_entries=32)
+def monitoring_segments(model_id: str, segment: str, since: date | None, until: date | None,
+                        rules: MonitoringRules) -> pd.DataFrame:
+    """The weekly performance table per value of `segment`."""
+    report = monitoring_report(model_id, since, until, rules)
+    with _cursor() as cur:
+        return monitoring.segment_weekly(cur, model_id, segment, report)
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+experiment_names = _on_cursor(experiments.experiment_names, ttl=_TTL)
+
+
+@_per_workspace(ttl=_TTL, max_entries=16)
+def experiment_report(name: str, settings: experiments.ExperimentSettings
+                      ) -> experiments.ExperimentReport:
+    """The experiment's report: read from the JSON the cached job stored (`fraudlens
+    experiment`), else computed once and stored there for the next process."""
+    with _cursor() as cur:
+        return experiments.cached_report(cur, workspace().path, name, data_version(), settings)
+
+
+@_per_workspace(ttl=_TTL, max_entries=8)
+def holdout_classifier_stats(model_ids: tuple[str, ...], settings: Any) -> tuple:
+    """ROC/PR curves, confusion tables and deciles on Model Comparison's matured holdout."""
+    manifests = [workspace().registry.resolve(m) for m in model_ids]
+    with _cursor() as cur:
+        return _holdout_classifier_stats(cur, manifests, settings)
