@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_access.exports import fsync_dir
 from explainers.errors import AuditError
 
 __all__ = [
@@ -198,7 +199,7 @@ class CheckpointLog:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         except OSError as exc:
             raise AuditError(f"Could not write the audit checkpoint {self.path}: {exc}"
                              ) from None
@@ -260,14 +261,3 @@ class CheckpointLog:
         return Checkpoint(number, seq, count, head, ts)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -85,7 +85,7 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename durable; best effort where directories cannot be opened (Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -135,7 +135,7 @@ def _commit(
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return result
 
 

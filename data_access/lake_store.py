@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from data_access.exports import fsync_dir
 from explainers.errors import WarehouseError
 
 __all__ = ["LakeFile", "LakeStore", "LakeUnavailable", "open_store"]
@@ -193,11 +194,7 @@ def _atomic_local(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_access.exports import atomic_write_bytes
+from data_access.exports import atomic_write_bytes, fsync_dir
 from data_access.model_probe import VERDICTS_FILE, ModelProbe
 from explainers.artifact_check import limits_from
 from explainers.errors import (
@@ -237,7 +237,7 @@ class LocalRegistryRoot:
             except OSError:
                 raise RegistryError(f"{manifest.key} is already registered (or its folder "
                                     f"{folder} is in the way); use a new version") from None
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if made_parent:
@@ -274,15 +274,6 @@ class LocalRegistryRoot:
         if not isinstance(doc, dict) or doc.get("sha256") != manifest.sha256:
             return None
         return str(doc.get("reason") or "refused by the model probe")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def one_line(exc: object, limit: int = 200) -> str:
