@@ -8,6 +8,8 @@ Layout, relative to the lake root (partitioned so that common reads prune files)
     shap/model=<key>/date=YYYY-MM-DD/<batch>.parquet      one file per transactions file
     models/models.parquet                                 the registry's manifests, mirrored
     ground_truth_typologies/<batch>.parquet               synthetic truth; nothing reads it
+    ground_truth_experiments/<key>.parquet                a planted experiment's true effect
+    assignments/<experiment-key>/<batch>.parquet          experiment arms (data_access.assignments)
 
 `<key>` is `model_key()`, an injective encoding, so no two models can share a folder or a view.
 No reader holds a lock: a `Lake` lists the finished files, checks each new file's schema once
@@ -53,6 +55,9 @@ DATASETS: dict[str, dict[str, str]] = {
                "stage": _STRING, "sha256": _STRING, "roc_auc": _FLOAT, "pr_auc": _FLOAT,
                "manifest": _STRING, "synced_at": _TIME},
     "ground_truth_typologies": {"transaction_id": _STRING},
+    "assignments": {"experiment": _STRING, "unit_id": _STRING, "unit_type": _STRING,
+                    "arm": _STRING, "model": _STRING, "threshold": _FLOAT, "start": _TIME,
+                    "end": _TIME},
 }
 SHAP_FIXED = {"transaction_id": _STRING, "event_time": _TIME, "score": _FLOAT,
               "base_value": _FLOAT, "flagged": _BOOL}

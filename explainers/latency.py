@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 from explainers.errors import ValidationError
 from explainers.model import LoadedModel
 
-__all__ = ["LatencyMeasurement", "Sla", "machine_description", "measure_latency"]
+__all__ = ["Calibration", "LatencyMeasurement", "Sla", "calibrate", "machine_description",
+           "measure_latency", "single_row_p99"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,78 @@ def measure_latency(model: LoadedModel, frame: pd.DataFrame, *, size_bytes: int,
         rows_per_s=batch_rows / best if best > 0 else np.inf, size_bytes=int(size_bytes),
         trees=int(structure["trees"]), max_depth=int(structure["max_depth"]),
         machine=machine_description())
+
+
+# --------------------------------------------------------------------------- calibration
+# The rule that keeps one SLA verdict for one model wherever it is timed: before (and after)
+# timing, the process times a fixed reference workload; latencies are judged after scaling
+# them to the reference machine, defined as one where that workload takes
+# REFERENCE_WORKLOAD_MS. A machine twice as slow (or twice as loaded) doubles both the
+# model's p99 and the workload, so the scaled p99 and the verdict stay put.
+REFERENCE_WORKLOAD_MS = 40.0
+
+
+def _reference_workload() -> float:
+    """A fixed mix of numpy sorting and interpreter work, in ms."""
+    a = np.random.default_rng(0).random(200_000)
+    t0 = time.perf_counter_ns()
+    for _ in range(3):
+        np.sort(a)
+    total = 0
+    for i in range(100_000):
+        total += i * i % 7
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The reference workload timed in this process (fastest of several runs, before and
+    after the measurement) and the machine's load average beside it."""
+
+    workload_ms: float
+    load_1m: float
+    reference_ms: float = REFERENCE_WORKLOAD_MS
+
+    @property
+    def factor(self) -> float:
+        """Multiply a latency measured here by this to get it on the reference machine."""
+        return self.reference_ms / self.workload_ms if self.workload_ms > 0 else 1.0
+
+    def scaled(self, ms: float) -> float:
+        return ms * self.factor
+
+    def combined(self, other: Calibration) -> Calibration:
+        """Before and after together: the mean workload time, the higher load."""
+        return Calibration((self.workload_ms + other.workload_ms) / 2,
+                           max(self.load_1m, other.load_1m), self.reference_ms)
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def calibrate(repeats: int = 5) -> Calibration:
+    """Time the reference workload `repeats` times (the fastest counts: noise only adds)."""
+    return Calibration(min(_reference_workload() for _ in range(max(1, repeats))),
+                       load_average())
+
+
+def single_row_p99(predict: Callable[[object], object], inputs: Sequence[object],
+                   calls: int = 200, warmup: int = 10, runs: int = 3) -> float:
+    """p99 in ms of `predict(x)` over `calls` one-row inputs already built (cycled), after
+    `warmup` untimed calls; the lowest p99 of `runs` runs, since a busy machine only adds
+    (the single-row part of `measure_latency`, for many variants of one model)."""
+    if not inputs or calls < 1 or runs < 1:
+        raise ValidationError("Latency needs at least one input, one call and one run")
+    for i in range(min(warmup, len(inputs))):
+        predict(inputs[i])
+    best = np.inf
+    for _ in range(runs):
+        times = np.empty(calls)
+        for i in range(calls):
+            x = inputs[i % len(inputs)]
+            t0 = time.perf_counter_ns()
+            predict(x)
+            times[i] = (time.perf_counter_ns() - t0) / 1e6
+        best = min(best, float(np.percentile(times, 99)))
+    return best

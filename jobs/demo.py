@@ -19,6 +19,7 @@ from data_access.warehouse import import_frames
 from data_access.workspace import Workspace, sync_models
 from explainers.errors import FraudLensError
 from jobs import demo_world, train
+from jobs.demo_experiment import EXPERIMENT, plant_experiment
 from jobs.explain import fill_store
 from jobs.scoring import score_transactions
 
@@ -83,6 +84,8 @@ def build_demo(workspace: str | os.PathLike[str], *, rows: int = 100_000, seed: 
                     sample = explain_sample if explain_sample and explain_sample < rows else None
                     n = fill_store(lake, model, sample=sample, seed=seed)
                     _say(f"stored SHAP values for {n:,} rows of {model.key}", t0)
+            units = plant_experiment(lake, ws.registry, world, seed)
+            _say(f"planted experiment {EXPERIMENT}: {units:,} accounts in two arms", t0)
         finally:
             lake.close()
         if target.exists():
