@@ -26,6 +26,49 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def check_window(args: argparse.Namespace) -> None:
+    """Refuse a `--since`/`--until` pair that selects nothing (one line, exit 2), for every
+    command that takes dates: `--until` is exclusive (so it must be after `--since`), except
+    for `monitor`, whose `--until` is the last day included."""
+    from explainers.errors import ValidationError
+
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if not isinstance(since, date) or not isinstance(until, date):
+        return
+    inclusive = getattr(args, "command", None) == "monitor"
+    if until < since or (until == since and not inclusive):
+        rule = "on or after" if inclusive else "after (it is exclusive)"
+        raise ValidationError(f"--until {until} must be {rule} --since {since}")
+
+
+def workspace_of(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The workspace named by --workspace; a folder that does not exist is named as such
+    (a mistyped path must not read as "no models registered")."""
+    from data_access.workspace import Workspace
+    from explainers.errors import ValidationError
+
+    ws = Workspace.at(args.workspace)
+    if not create and not ws.path.is_dir():
+        raise ValidationError(f"The workspace folder {ws.path} does not exist; check --workspace "
+                              "(or FRAUDLENS_WORKSPACE), or build one with `fraudlens demo`")
+    return ws
+
+
+def report_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """`--out` (an HTML report) and `--csv-dir` (default: beside it), both in folders that
+    exist; a wrong name or folder is one line, before any work starts."""
+    from explainers.errors import ValidationError
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValidationError(f"{args.out}: the report is HTML; name it *.html")
+    csv_dir = Path(args.csv_dir) if getattr(args, "csv_dir", None) else out.parent
+    for folder in {out.parent, csv_dir}:
+        if not folder.is_dir():
+            raise ValidationError(f"{folder}: no such folder")
+    return out, csv_dir
+
+
 def cli_actor() -> str:
     """Who the audit trail names for a command-line export: $USER, else "cli"."""
     return os.environ.get("USER") or "cli"

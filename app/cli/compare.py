@@ -13,10 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
-from app.cli.common import cli_actor, iso_date, journal_at, record_export
+from app.cli.common import (
+    cli_actor,
+    iso_date,
+    journal_at,
+    record_export,
+    report_paths,
+    workspace_of,
+)
 from explainers.errors import ValidationError
 
 
@@ -74,19 +80,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from app.views import comparison_report
     from data_access.audit import AuditLog
     from data_access.exports import write_csv
-    from data_access.workspace import Workspace
 
     if len(args.models) < 2:
         raise ValidationError("Name two or more models to compare, e.g. "
                               "`fraudlens compare fraud_xgb fraud_catboost --out report.html`")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValidationError(f"{args.out}: the report is HTML; name it *.html")
-    csv_dir = Path(args.csv_dir) if args.csv_dir else out.parent
-    for folder in {out.parent, csv_dir}:
-        if not folder.is_dir():
-            raise ValidationError(f"{folder}: no such folder")
-    ws = Workspace.at(args.workspace)
+    out, csv_dir = report_paths(args)
+    ws = workspace_of(args)
     manifests = [ws.registry.resolve(ref) for ref in args.models]
     keys = [m.key for m in manifests]
     if len(set(keys)) != len(keys):

@@ -19,7 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import cli_actor, iso_date, journal_at, record_export
+from app.cli.common import cli_actor, iso_date, journal_at, record_export, report_paths
 from explainers.errors import ValidationError
 
 
@@ -91,13 +91,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValidationError("--name needs --out report.html")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValidationError(f"{args.out}: the report is HTML; name it *.html")
-    csv_dir = Path(args.csv_dir) if args.csv_dir else out.parent
-    for folder in {out.parent, csv_dir}:
-        if not folder.is_dir():
-            raise ValidationError(f"{folder}: no such folder")
+    out, csv_dir = report_paths(args)
     settings = _settings(args)
     with closing(ws.lake()) as lake:
         report = experiments.cached_report(lake.con, ws.path, args.name, lake.version, settings,

@@ -22,7 +22,7 @@ from app.cli import experiment as experiment_command
 from app.cli import monitor as monitor_command
 from app.cli import pattern_review as patterns_command
 from app.cli import pruning as pruning_command
-from app.cli.common import check_window, iso_date
+from app.cli.common import check_window, iso_date, workspace_of
 from app.cli.registry import add_parsers as add_registry_parsers
 from explainers.errors import FraudLensError, ValidationError
 
@@ -57,16 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workspace(args: argparse.Namespace, *, create: bool = False):
-    """The workspace named by --workspace; a folder that does not exist is named as such
-    (a mistyped path must not read as "no models registered")."""
-    from data_access.workspace import Workspace
-
-    ws = Workspace.at(args.workspace)
-    if not create and not ws.path.is_dir():
-        raise ValidationError(f"The workspace folder {ws.path} does not exist; check --workspace "
-                              "(or FRAUDLENS_WORKSPACE), or build one with `fraudlens demo`")
-    return ws
+_workspace = workspace_of  # the subcommand modules import it by this name too
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -218,7 +209,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                                       f"`fraudlens explain --model {manifest.key}`")
             frame = frame.drop(columns=["flagged"])
         else:
-            frame = shap_store.summary(con, manifest.key, cohort, segments)
+            frame = shap_store.describe_summary(
+                shap_store.summary(con, manifest.key, cohort, segments),
+                {f.name: f.description for f in manifest.feature_schema.features})
     out = Path(args.out)
     if args.what == "shap-values" and out.suffix == ".parquet":
         writer = write_parquet

@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
-from app.cli.common import cli_actor, iso_date, journal_at, record_export
-from explainers.errors import ValidationError
+from app.cli.common import (
+    cli_actor,
+    iso_date,
+    journal_at,
+    record_export,
+    report_paths,
+    workspace_of,
+)
 
 ALERT_EXIT = 4
 
@@ -51,18 +56,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from app.views import monitoring_report as view
     from data_access.audit import AuditLog
     from data_access.exports import write_csv
-    from data_access.workspace import Workspace
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValidationError(f"{args.out}: the report is HTML; name it *.html")
-    csv_dir = Path(args.csv_dir) if args.csv_dir else out.parent
-    for folder in {out.parent, csv_dir}:
-        if not folder.is_dir():
-            raise ValidationError(f"{folder}: no such folder")
-    ws = Workspace.at(args.workspace)
-    if not ws.path.is_dir():
-        raise ValidationError(f"The workspace folder {ws.path} does not exist")
+    out, csv_dir = report_paths(args)
+    ws = workspace_of(args)
     rules = load_rules(ws.path, args.rules)
     manifest = ws.registry.resolve(args.model)
     with closing(ws.reader()) as con:

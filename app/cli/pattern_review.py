@@ -19,7 +19,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import cli_actor, iso_date, journal_at, record_export
+from app.cli.common import cli_actor, iso_date, journal_at, record_export, workspace_of
 from explainers.errors import ValidationError
 
 
@@ -96,13 +96,12 @@ def handler(args: argparse.Namespace) -> int:
     from app.services import pattern_review
     from data_access import review_journal
     from data_access.audit import AuditLog
-    from data_access.workspace import Workspace
 
     out = _checked(args.out, (".csv",), "findings file")
     members_out = _checked(args.members_out, (".csv",), "members file")
     pack_out = _checked(args.pack_out, (".html", ".htm"), "review pack")
     window = pattern_review.Window(args.since, args.until)
-    ws = Workspace.at(args.workspace)
+    ws = workspace_of(args)
     manifest = ws.registry.resolve(args.model)
     threshold = (args.threshold if args.threshold is not None
                  else pattern_review.model_threshold(manifest.extra))
