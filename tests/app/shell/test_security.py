@@ -97,17 +97,19 @@ def test_app_reader_is_the_hardened_connection(workspace_copy: Path, monkeypatch
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
     from app.shell import resources
 
-    con = resources.reader()
-    settings = dict(con.execute(
-        "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
-        "'lock_configuration', 'python_enable_replacements', 'allowed_directories')").fetchall())
+    with resources.lake_cursor() as con:  # a cursor has its connection's settings
+        settings = dict(con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+            "'lock_configuration', 'python_enable_replacements', 'allowed_directories')"
+        ).fetchall())
     lake_root = str((workspace_copy / "lake").resolve()) + "/"
     allowed = settings.pop("allowed_directories").strip("[]").split(", ")
     assert settings == {"enable_external_access": "false", "lock_configuration": "true",
                         "python_enable_replacements": "false"}
-    assert allowed[0] == lake_root  # the lake, and DuckDB's own spill folder in the temp dir
+    assert lake_root in allowed  # the lake, and DuckDB's own spill folder in the temp dir
     assert all(a == lake_root or a.startswith(tempfile.gettempdir()) for a in allowed)
-    assert resources.reader() is con  # one cached connection per workspace
+    with resources.lake_cursor() as one, resources.lake_cursor() as two:
+        assert one is not two  # a cursor per use, never the shared connection
 
 
 MODEL_SCRIPT = """
