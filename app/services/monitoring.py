@@ -33,6 +33,7 @@ from app.views.monitoring_report import report_html
 from data_access import monitoring_queries as q
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.holdout import newest_label_time
+from data_access.report_cache import cache_path, read_result, write_result
 from data_access.warehouse import fetch_df
 from explainers import monitoring_stats as ms
 from explainers.errors import ValidationError
@@ -284,6 +285,23 @@ def _score_alerts(model_id: str, weekly: pd.DataFrame, ref_flag_rate: float,
 
 
 # --------------------------------------------------------------------------- the report
+
+
+def kept_report(con: duckdb.DuckDBPyConnection, workspace: Path, data_version: str,
+                manifest: Mapping[str, Any], rules: MonitoringRules, since: date | None = None,
+                until: date | None = None) -> MonitoringReport:
+    """`build_report`, kept on disk under the workspace keyed by the model's checksum, the
+    lake's data version, the window and the rules: the page's first visit after a restart
+    reads it instead of running every scan again."""
+    folder = cache_path(workspace, "monitoring", manifest.get("model_id"),
+                        manifest.get("sha256"), data_version, since, until,
+                        repr(rules)).with_suffix("")
+    kept = read_result(folder, MonitoringReport)
+    if kept is not None:
+        return kept
+    report = build_report(con, manifest, rules, since, until)
+    write_result(folder, report)
+    return report
 
 
 def build_report(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any],

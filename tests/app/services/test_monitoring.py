@@ -168,3 +168,27 @@ def test_a_feature_absent_from_the_reference_is_reported_as_new_not_a_crash():
     assert row["status"] == "new (absent from the reference)"
     assert row["missing_rate"] == pytest.approx(10 / 400) and row["reference_missing_rate"] == 1.0
     assert pd.isna(row["psi"])
+
+
+def test_a_kept_report_reads_back_equal_and_spares_the_scans(monitor_ws: Path, report,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    ws = Workspace.at(monitor_ws)
+    with closing(ws.lake()) as lake:
+        first = monitoring.kept_report(lake.con, ws.path, lake.version, _manifest(ws),
+                                       MonitoringRules())
+
+        def no_scans(*args, **kwargs):
+            raise AssertionError("the kept report should have been read")
+
+        monkeypatch.setattr(monitoring, "build_report", no_scans)
+        again = monitoring.kept_report(lake.con, ws.path, lake.version, _manifest(ws),
+                                       MonitoringRules())
+    assert again.alerts == first.alerts == report.alerts
+    assert again.reference == first.reference and again.as_of == first.as_of
+    assert again.reference_metrics == first.reference_metrics
+    for name in ("weekly", "features", "sources", "attribution"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(first, name))
+    assert view.alerts_table(again, {}).equals(view.alerts_table(report, {}))
+    with closing(ws.lake()) as lake, pytest.raises(AssertionError, match="kept report"):
+        monitoring.kept_report(lake.con, ws.path, "another-version", _manifest(ws),
+                               MonitoringRules())
