@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 WORKSPACE ?= workspace
 PORT ?= 8501
 
-.PHONY: install run test lint bench demo browser postgres clean
+.PHONY: install run test lint bench demo browser postgres clean screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ test: install browser postgres lint wheel-check
 
 bench: install
 	$(PY) -m bench.run
+
+# README screenshots: serve the demo workspace, photograph each page in Debian's Chromium.
+screenshots: install browser demo
+	$(PY) docs/make_screenshots.py --workspace $(WORKSPACE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

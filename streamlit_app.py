@@ -25,22 +25,25 @@ class PageSpec:
 
 
 PAGES = (
-    PageSpec("pages/home.py", "Home", "🏠", "home", "cases"),
-    PageSpec("pages/case_explorer.py", "Case Explorer", "🔎", "cases", "cases"),
-    PageSpec("pages/global_patterns.py", "Global Patterns", "🧭", "patterns",
+    PageSpec("pages/home.py", "Home", ":material/home:", "home", "cases"),
+    PageSpec("pages/case_explorer.py", "Case Explorer", ":material/search:", "cases", "cases"),
+    PageSpec("pages/global_patterns.py", "Global Patterns", ":material/explore:", "patterns",
              "patterns"),
-    PageSpec("pages/model_comparison.py", "Model Comparison", "⚖️",
+    PageSpec("pages/model_comparison.py", "Model Comparison", ":material/compare_arrows:",
              "compare", "compare"),
-    PageSpec("pages/pattern_review.py", "Pattern Review", "🗂️", "review",
+    PageSpec("pages/pattern_review.py", "Pattern Review", ":material/hub:", "review",
              "review"),
-    PageSpec("pages/monitoring.py", "Monitoring", "📈", "monitoring", "patterns"),
-    PageSpec("pages/experiments.py", "Experiments", "🧪", "experiments", "compare"),
-    PageSpec("pages/audit_trail.py", "Audit Trail", "🛡️", "audit", "audit"),
+    PageSpec("pages/monitoring.py", "Monitoring", ":material/monitoring:", "monitoring",
+             "patterns"),
+    PageSpec("pages/experiments.py", "Experiments", ":material/science:", "experiments", "compare"),
+    PageSpec("pages/audit_trail.py", "Audit Trail", ":material/shield:", "audit", "audit"),
 )
 
-# Page icons are emoji: Streamlit turns them into a data-URI favicon, whereas a ":material/…:"
-# page icon makes every browser fetch its favicon from fonts.gstatic.com.
-st.set_page_config(page_title="FraudLens", page_icon="🔎", layout="wide")
+# Page icons are Streamlit's bundled Material Symbols (emoji render as boxes in a browser
+# without an emoji font). The favicon is a file served by the app itself: a ":material/…:"
+# favicon would make every browser fetch it from fonts.gstatic.com.
+FAVICON = str(HERE / "app/shell/favicon.png")
+st.set_page_config(page_title="FraudLens", page_icon=FAVICON, layout="wide")
 
 problem = startup_problem()
 if problem:
@@ -81,11 +84,16 @@ if not any(can(principal, p.permission) for p in available):
 allowed_first = sorted(available, key=lambda p: not can(principal, p.permission))
 pages = [
     (spec, st.Page(HERE / spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                   default=spec is allowed_first[0],
                    visibility="visible" if can(principal, spec.permission) else "hidden"))
     for spec in allowed_first
 ]
+# The app root runs the first page through a hidden alias: Streamlit serves its default page
+# only at "/", so were Home the default, /home would say "Page not found".
+first = allowed_first[0]
+pages.append((first, st.Page(HERE / first.path, title=first.title, icon=first.icon,
+                             url_path="start", default=True, visibility="hidden")))
 selected = st.navigation([page for _, page in pages])
+st.set_page_config(page_icon=FAVICON)  # not the page's Material icon (a font CDN request)
 spec = next(spec for spec, page in pages if page is selected)
 if not can(principal, spec.permission):
     deny(principal, spec.title, spec.permission)

@@ -14,6 +14,7 @@ import re
 __all__ = [
     "ANNOTATION_COLUMNS",
     "AUDIT_COLUMNS",
+    "DISPOSITION_COLUMNS",
     "FINDING_COLUMNS",
     "JOURNAL_TABLES",
     "MEMBER_COLUMNS",
@@ -61,6 +62,12 @@ ANNOTATION_COLUMNS: dict[str, str] = {
     "status": "VARCHAR NOT NULL", "owner": "VARCHAR", "notes": "VARCHAR",
     "author": "VARCHAR NOT NULL", "created_at": "TIMESTAMPTZ NOT NULL",
 }
+DISPOSITION_COLUMNS: dict[str, str] = {
+    "transaction_id": "VARCHAR NOT NULL", "revision": "INTEGER NOT NULL",
+    "model_id": "VARCHAR", "outcome": "VARCHAR", "typology": "VARCHAR",
+    "assignee": "VARCHAR", "notes": "VARCHAR", "author": "VARCHAR NOT NULL",
+    "created_at": "TIMESTAMPTZ NOT NULL",
+}
 _KEY = {"model_id": "VARCHAR NOT NULL", "window_since": "DATE NOT NULL",
         "window_until": "DATE NOT NULL"}
 
@@ -71,6 +78,7 @@ JOURNAL_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
                   "mined_by": "VARCHAR NOT NULL"}, ()),
     "finding_members": ({**_KEY, **MEMBER_COLUMNS}, ()),
     "annotations": (ANNOTATION_COLUMNS, ("PRIMARY KEY (finding_id, revision)",)),
+    "dispositions": (DISPOSITION_COLUMNS, ("PRIMARY KEY (transaction_id, revision)",)),
 }
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS findings_window ON findings "
@@ -78,6 +86,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS finding_members_window ON finding_members "
     "(model_id, window_since, window_until)",
     "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts)",
+    "CREATE INDEX IF NOT EXISTS dispositions_created ON dispositions (created_at)",
 )
 
 _TYPES = {

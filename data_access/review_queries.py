@@ -47,24 +47,37 @@ class Window:
         return f"{self.since:%Y-%m-%d} to {self.until - timedelta(days=1):%Y-%m-%d}"
 
 
-def last_full_week(con: duckdb.DuckDBPyConnection) -> Window | None:
+# A week's labels are "meaningful" for the review when at least this share of its transactions
+# has a known outcome: enough for a finding's confirmed-fraud rate and its rule's backtest to
+# say something. Newer weeks hold only the fast-arriving labels (under 1% in the demo).
+MIN_LABEL_COVERAGE = 0.25
+
+
+def last_full_week(con: duckdb.DuckDBPyConnection,
+                   min_coverage: float = MIN_LABEL_COVERAGE) -> Window | None:
     """The newest Monday-to-Sunday week (UTC) that lies wholly before the last transaction's
-    day ends and has at least one labelled transaction; None for an empty warehouse."""
+    day ends and has at least `min_coverage` of its transactions labelled; failing that, the
+    full week with the highest coverage; None for an empty warehouse."""
     weeks = fetch_df(
         con,
         "SELECT CAST(date_trunc('week', timezone('UTC', t.event_time)) AS DATE) AS week, "
-        "count(l.transaction_id) AS labelled, "
+        "count(l.transaction_id) AS labelled, count(*) AS total, "
         "max(CAST(timezone('UTC', t.event_time) AS DATE)) AS last_day "
         "FROM transactions t LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
         "GROUP BY 1 ORDER BY 1")
     if weeks.empty:
         return None
     last_day = pd.Timestamp(weeks["last_day"].max()).date()
-    for week, labelled in zip(weeks["week"][::-1], weeks["labelled"][::-1], strict=True):
-        start = pd.Timestamp(week).date()
-        if start + timedelta(days=6) <= last_day and labelled > 0:
-            return Window(start, start + timedelta(days=7))
-    start = pd.Timestamp(weeks["week"].iloc[-1]).date()
+    weeks["start"] = [pd.Timestamp(w).date() for w in weeks["week"]]
+    weeks["coverage"] = weeks["labelled"] / weeks["total"].clip(lower=1)
+    full = weeks[[s + timedelta(days=6) <= last_day for s in weeks["start"]]]
+    good = full[(full["coverage"] >= min_coverage) & (full["labelled"] > 0)]
+    if len(good):
+        start = good["start"].iloc[-1]
+    elif len(full) and full["labelled"].max() > 0:
+        start = full.loc[full["coverage"].idxmax(), "start"]
+    else:
+        start = weeks["start"].iloc[-1]
     return Window(start, start + timedelta(days=7))
 
 

@@ -145,6 +145,15 @@ def summary(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort,
     return out
 
 
+def describe_summary(summary_frame: pd.DataFrame, descriptions: dict[str, str]) -> pd.DataFrame:
+    """The SHAP-summary export: `summary` with each feature's `description` (from the model's
+    schema) right after `feature`. `fraudlens export shap-summary` and the Global Patterns
+    download both write this, so their bytes are the same."""
+    out = summary_frame.copy()
+    out.insert(1, "description", out["feature"].map(lambda f: descriptions.get(f, "")))
+    return out
+
+
 def values(con: duckdb.DuckDBPyConnection, model_id: str, cohort: Cohort | None = None,
            segments: list[str] | None = None, limit: int | None = None,
            sample_seed: int | None = None) -> pd.DataFrame:

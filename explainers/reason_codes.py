@@ -17,6 +17,7 @@ __all__ = [
     "CatalogEntry",
     "FeatureCatalog",
     "ReasonCode",
+    "bool_statement",
     "format_value",
     "reason_codes",
 ]
@@ -113,7 +114,18 @@ def _raw_value(column: pd.Series, entry: CatalogEntry | None) -> Value:
     return float(value)
 
 
+def bool_statement(description: str, value: bool) -> str:
+    """A yes/no feature as one plain statement, never "…never seen…: no": its description
+    (written as the statement that holds when true) or, when false, that statement denied."""
+    text = description.rstrip(". ")
+    if value:
+        return text
+    return f"Not the case that {text[:1].lower()}{text[1:]}" if text else "no"
+
+
 def _sentence(name: str, value: Value, shap: float, entry: CatalogEntry | None) -> str:
+    if entry is not None and entry.dtype == "bool" and entry.description and value is not None:
+        return f"{bool_statement(entry.description, bool(value))} ({shap:+.2f} log-odds)"
     shown = format_value(value, entry.unit if entry else None, entry.dtype if entry else "float")
     if entry is not None and entry.description:
         return f"{entry.description}: {shown} ({shap:+.2f} log-odds)"

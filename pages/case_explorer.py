@@ -3,9 +3,11 @@
 import streamlit as st
 
 from app.services import case as case_service
-from app.shell import caches, components
+from app.services.case import md_escape
+from app.shell import caches, case_work, components
 from app.shell.auth import require
 from app.shell.masking_ui import pii_view
+from app.shell.what_if_panel import what_if_panel
 from app.views import charts
 from explainers.errors import FraudLensError
 
@@ -46,14 +48,14 @@ if not components.audit_case_view(txn, model_id):
 if st.query_params.get("model") != model_id:
     st.query_params["model"] = model_id
 
-st.header(f"Case {txn}")
+st.header(f"Case {md_escape(txn)}")
 st.markdown(f"Link to this case: `{components.case_url(txn, model_id)}`")
 scores = caches.case_scores(txn)
 if scores.empty:
     components.missing("No model has scored this transaction yet.",
                        f"fraudlens score --model {model_id}")
 for col, (_, s) in zip(st.columns(max(len(scores), 1)), scores.iterrows(), strict=False):
-    col.metric(f"{s['model_id']} score", components.pct(s["score"]),
+    col.metric(f"{s['model_id']} score", components.score_pct(s["score"]),
                help="Probability of fraud according to this model")
     col.caption(f"rank {int(s['rank']):,} of {int(s['scored']):,} scored · "
                 f"top {components.pct(s['top_share'], 2)}")
@@ -63,7 +65,7 @@ try:
 except FraudLensError as exc:
     st.error(f"This case cannot be explained with {model_id}: {exc}")
     st.stop()
-st.subheader(f"Why {model_id} scored it {components.pct(case.probability)}")
+st.subheader(f"Why {md_escape(model_id)} scored it {components.score_pct(case.probability)}")
 st.caption("SHAP values from the SHAP store, in log-odds." if case.source == "store" else
            "SHAP values computed on demand (this case is not in the SHAP store; "
            f"`fraudlens explain --model {model_id}` stores them), in log-odds.")
@@ -72,31 +74,50 @@ chart_col, reasons_col = st.columns([3, 2])
 
 @st.fragment
 def waterfall() -> None:
-    top_n = st.slider("Features shown", 3, len(case.feature_names), 10, key="wf_top")
-    components.chart(charts.waterfall_chart(case_service.waterfall_steps(case, schema, top_n)))
-    st.caption("Bars add up from the base value (the model's average output) to this case's "
-               "score in log-odds; the last bar gives the probability. Red pushes towards "
-               "fraud, blue towards legit.")
+    left, right = st.columns([3, 2])
+    top_n = left.slider("Features shown", 3, len(case.feature_names), 10, key="wf_top")
+    scale = right.segmented_control("Scale", charts.WATERFALL_SCALES, key="wf_scale",
+                                    default="log-odds") or "log-odds"
+    steps = case_service.waterfall_steps(case, schema, top_n)
+    components.chart(charts.waterfall_chart(steps, scale), key=f"waterfall_{scale}")
+    if scale == "probability":
+        st.caption("Each bar is the change in fraud probability when its feature is added, in "
+                   "this order (largest SHAP first), starting from the base value's "
+                   "probability: the changes add up to p(case) − p(base). A feature's change "
+                   "depends on the order; its log-odds value does not.")
+    else:
+        st.caption("Bars add up from the base value (the model's average output) to this "
+                   "case's score in log-odds; the last bar gives the probability. Red pushes "
+                   "towards fraud, blue towards legit.")
 
 
 with chart_col:
     waterfall()
 with reasons_col:
     reasons = case_service.case_reasons(case, schema)
+    moves = case_service.probability_changes(case)
     st.markdown("**What makes it look like fraud**")
-    st.markdown("\n".join(f"- {case_service.reason_text(r, schema)}" for r in reasons.towards_fraud)
-                or "- nothing")
+    st.markdown("\n".join(f"- {case_service.reason_text(r, schema, moves.get(r.feature))}"
+                          for r in reasons.towards_fraud) or "- nothing")
     st.markdown("**What makes it look legitimate**")
-    st.markdown("\n".join(f"- {case_service.reason_text(r, schema)}" for r in reasons.towards_legit)
-                or "- nothing")
+    st.markdown("\n".join(f"- {case_service.reason_text(r, schema, moves.get(r.feature))}"
+                          for r in reasons.towards_legit) or "- nothing")
+    st.caption("pp: percentage points of fraud probability, each feature added in the "
+               "waterfall's order, so they sum to p(case) − p(base).")
 
-details_col, similar_col = st.columns([2, 3])
+what_if_panel(txn, row, model_id, schema)
+
+details_col, outcome_col = st.columns([2, 3])
 with details_col:
     st.subheader("Transaction")
     st.caption("PII is masked; an admin can unmask it with a reason, which is audited.")
-    st.table(case_service.detail_rows(pii_view(row, case_id=txn), schema), hide_index=True,
-             hide_header=True, border="horizontal")
-with similar_col:
+    # st.dataframe, not st.table: a table renders its cells as Markdown, and these are data
+    st.dataframe(case_service.detail_rows(pii_view(row, case_id=txn), schema), hide_index=True,
+                 key="case_details")
+with outcome_col:
+    case_work.disposition_panel(txn, model_id)
+
+with st.container():  # full width: the similar-cases table has many columns
     st.subheader("Similar past cases")
     similar = caches.similar_cases(case)
     if similar is None:
@@ -106,10 +127,13 @@ with similar_col:
         st.info("No labelled cases are in the SHAP store yet; outcomes arrive with labels.")
     else:
         st.caption("Labelled cases whose SHAP vectors are nearest to this one: scored for the "
-                   "same reasons. How did they turn out? Select one to open it.")
-        components.pick_case(similar, "similar", model_id)
+                   "same reasons. How did they turn out? `outcome` is the chargeback label; "
+                   "`analyst_outcome` is an analyst's decision (earlier, noisier). Select one "
+                   "to open it.")
+        components.pick_case(case_work.with_analyst_outcome(similar), "similar", model_id)
 
 st.subheader("The account around this case")
-st.caption(f"The account's transactions 30 days either side, coloured by {model_id} score; "
+st.caption(f"The account's transactions 30 days either side, coloured by {md_escape(model_id)} "
+           "score; "
            "the ringed point is this case. Amounts in USD on a log scale.")
 components.chart(charts.timeline_chart(caches.timeline(txn, model_id)))

@@ -4,9 +4,11 @@ from datetime import timedelta
 
 import streamlit as st
 
+from app.services.case import md_escape
 from app.shell import caches, components
 from app.shell.auth import can, require
 from app.views import charts
+from data_access.shap_store import describe_summary
 
 principal = require("patterns", "Global Patterns")
 st.title("Global Patterns")
@@ -46,9 +48,12 @@ if rows == 0:
 st.caption(f"**{rows:,}** transactions with stored SHAP values"
            + (f" · {since:%d %b} – {until:%d %b %Y} (UTC)" if since and until else "")
            + f" · score {band[0]:.0%}–{band[1]:.0%}"
-           + (f" · {segment} = {segment_value}" if segment else ""))
+           + md_escape(f" · {segment} = {segment_value}" if segment else ""))
 ranked = [f for f in table["feature"] if f in schema.names]
 descriptions = {f.name: f.description for f in schema.features}
+
+
+IMPORTANCE_TOP = 20
 
 
 @st.fragment
@@ -60,8 +65,14 @@ def importance() -> None:
     if view.table is None:
         st.info(view.note)
         return
-    st.caption(view.note)
-    components.chart(charts.importance_chart(view.table, view.value, view.title), key="imp_chart")
+    total = len(view.table)
+    show_all = total > IMPORTANCE_TOP and st.toggle(f"Show all {total} features",
+                                                      key="imp_all")
+    shown = total if show_all or total <= IMPORTANCE_TOP else IMPORTANCE_TOP
+    st.caption(f"{view.note} Showing {'all ' if shown == total else ''}{shown} of {total} "
+               "features" + ("" if shown == total else ", largest first") + ".")
+    components.chart(charts.importance_chart(view.table, view.value, view.title,
+                                             top_n=shown), key=f"imp_chart_{shown}")
 
 
 @st.fragment
@@ -96,11 +107,16 @@ def dependence() -> None:
             why = (f"the most important other feature ({feature} is not among the "
                    f"{caches.INTERACTION_TOP_K} features whose interactions are computed)")
     points = caches.dependence_points(model_id, cohort, 1000, feature, partner)
-    st.caption(f"SHAP of {feature} against its value for 1,000 sampled transactions; colour "
-               f"is {partner}, {why}.")
+    categorical = schema.feature(feature).is_categorical
+    log_x = not categorical and st.toggle(
+        "Log scale for the value (symlog: spreads skewed values such as account age; zero "
+        "stays on the axis)", key="dep_log_x")
+    st.caption(md_escape(f"SHAP of {feature} against its value for 1,000 sampled transactions; "
+                         f"colour is {partner}, {why}."))
     components.chart(charts.dependence_chart(
-        points, feature, partner, categorical=schema.feature(feature).is_categorical,
-        color_categorical=schema.feature(partner).is_categorical), key="dep_chart")
+        points, feature, partner, categorical=categorical,
+        color_categorical=schema.feature(partner).is_categorical, log_x=log_x),
+        key=f"dep_chart_{log_x}")
 
 
 importance()
@@ -112,9 +128,10 @@ if not can(principal, "export"):
     st.info("Your role may not export data.")
 else:
     st.caption("The same bytes as `fraudlens export shap-summary` for this cohort: feature, "
-               "mean_abs_shap, mean_shap, rank, model, cohort, row_count.")
+               "description, mean_abs_shap, mean_shap, rank, model, cohort, row_count.")
     components.audited_csv_download(
-        "SHAP summary (CSV)", table, target=f"shap-summary:{model_id}",
+        "SHAP summary (CSV)", describe_summary(table, descriptions),
+        target=f"shap-summary:{model_id}",
         file_name=f"shap_summary_{model_id.replace('@', '_v')}.csv", key="shap_summary",
         details={"model": model_id, "cohort": cohort.describe()})
     if band == (0.0, 1.0) and segment is None and since and until:

@@ -52,19 +52,23 @@ if not statuses:
 else:
     st.dataframe(
         [{"model": s.info.model_id, "framework": s.info.framework, "stage": s.info.stage,
-          "holdout ROC AUC": s.info.roc_auc, "holdout PR AUC": s.info.pr_auc,
+          "training holdout ROC AUC": s.info.roc_auc, "training holdout PR AUC": s.info.pr_auc,
           "transactions scored": s.scored, "SHAP values stored": s.stored,
           "SHAP coverage": s.shap_share} for s in statuses],
         hide_index=True,
         column_config={
-            "holdout ROC AUC": st.column_config.NumberColumn(format="%.3f"),
-            "holdout PR AUC": st.column_config.NumberColumn(format="%.3f"),
+            "training holdout ROC AUC": st.column_config.NumberColumn(format="%.3f"),
+            "training holdout PR AUC": st.column_config.NumberColumn(format="%.3f"),
             "transactions scored": st.column_config.NumberColumn(format="localized"),
             "SHAP values stored": st.column_config.NumberColumn(format="localized"),
             "SHAP coverage": st.column_config.ProgressColumn(
                 format="percent", min_value=0.0, max_value=1.0,
                 help="Share of this model's scored transactions with stored SHAP values"),
         })
+    st.caption("Training holdout: the rows each model was evaluated on when it was trained "
+               "(its manifest's `metrics`), so each model has its own. Model Comparison "
+               "scores every candidate on one shared matured holdout instead, so its AUCs "
+               "differ from these.")
     todo = [s for s in statuses if s.next_command]
     if todo:
         st.markdown("**What to run next**")

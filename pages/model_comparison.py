@@ -4,9 +4,9 @@ import streamlit as st
 
 from app.services import model_comparison as comparison
 from app.services import promotion
-from app.shell import caches, components, resources
+from app.shell import caches, classifier_panel, components, resources
 from app.shell.auth import audit_event, can, require
-from app.shell.resources import load_model, reader, workspace
+from app.shell.resources import lake_cursor, load_model, workspace
 from app.views import comparison_report
 from app.views.charts import waterfall_chart
 from explainers.errors import AuditError, FraudLensError
@@ -40,7 +40,8 @@ reference = c2.selectbox("Reference (the model you would switch from)", chosen,
 
 @st.cache_data(ttl=120, show_spinner=False)
 def _newest_label(path: str):
-    return comparison.newest_label_time(reader())
+    with lake_cursor() as cur:
+        return comparison.newest_label_time(cur)
 
 
 newest = _newest_label(str(workspace().path))
@@ -81,17 +82,29 @@ def _timed(model, manifest, frame) -> LatencyMeasurement:
     return _latency(str(workspace().path), model.key, manifest.sha256, manifest, model, frame)
 
 
-@st.cache_data(ttl=600, max_entries=8, show_spinner="Comparing on the matured holdout…")
+@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
 def _report(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
-            cfg: comparison.ComparisonSettings) -> comparison.ComparisonReport:
+            cfg: comparison.ComparisonSettings, version: str) -> comparison.ComparisonReport:
+    """Keyed by the models' checksums, the lake's data version and the settings. The stage
+    lines (as `fraudlens compare` prints them) are created in here, so a cached report
+    replays them in a collapsed box."""
     manifests = [workspace().registry.resolve(r) for r in refs]
-    return comparison.build_report(reader(), manifests, [load_model(r) for r in refs], cfg,
-                                   reference=ref, latency=_timed)
+    with st.status("Comparing on the matured holdout…", expanded=True) as status:
+        status.write(f"loading {', '.join(refs)}")
+        models = [load_model(r) for r in refs]
+        with lake_cursor() as cur:
+            report = comparison.build_report(cur, manifests, models, cfg, reference=ref,
+                                             latency=_timed, progress=status.write)
+        when = report.created_at[:19].replace("T", " ")
+        status.update(label=f"Compared on the matured holdout at {when} UTC",
+                      state="complete", expanded=False)
+    return report
 
 
 try:
     shas = tuple(workspace().registry.resolve(m).sha256 for m in chosen)
-    report = _report(str(workspace().path), tuple(chosen), shas, reference, settings)
+    report = _report(str(workspace().path), tuple(chosen), shas, reference, settings,
+                     resources.data_version())
 except FraudLensError as exc:
     st.error(str(exc))
     st.stop()
@@ -100,12 +113,23 @@ for warning in report.warnings:
 
 h = report.holdout
 st.subheader("Holdout")
+age, refresh = st.columns([4, 1], vertical_alignment="center")
+computed_at = report.created_at[:19].replace("T", " ")
+age.caption(f"This comparison was computed at {computed_at} UTC for these models' "
+            "checksums, the lake's current data and these settings; it is reused until one "
+            "of them changes (or 10 minutes pass).")
+if refresh.button("Recompute", icon=":material/refresh:", key="cmp_refresh"):
+    _report.clear()
+    st.rerun()
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Transactions", f"{h.rows:,}")
 m2.metric("Fraud cases", f"{h.fraud:,}", help=f"${h.fraud_usd:,.0f} of fraud")
 m3.metric("Event window (UTC)", f"{h.start:%b %d} – {h.end:%b %d}", help=f"{h.days} days")
 m4.metric("Labels as of (UTC)", f"{h.as_of:%b %d, %H:%M}", help=f"{h.as_of:%Y-%m-%d %H:%M:%S} UTC")
-st.caption("Transactions left out, each counted once under its first reason:")
+st.caption(f"Every metric below is on this matured holdout ({h.rows:,} transactions, "
+           f"{h.start:%Y-%m-%d} – {h.end:%Y-%m-%d}), shared by all candidates; Home shows "
+           "each model's own training holdout, so its AUCs differ. Transactions left out, "
+           "each counted once under its first reason:")
 st.dataframe(h.exclusion_frame(), hide_index=True, column_config={
     "reason": st.column_config.TextColumn("reason", width="large"),
     "rows": st.column_config.NumberColumn("transactions", format="localized")})
@@ -194,15 +218,18 @@ if len(view):
     picked = view.iloc[rows[0] if rows else 0]
     txn = str(picked["transaction"])
     pair_models = [load_model(pair.reference), load_model(pair.challenger)]
-    case = comparison.case_waterfalls(reader(), pair_models, txn,
-                                      {"fraud": 1.0, "legit": 0.0}.get(picked["label"],
-                                                                       float("nan")))
+    with lake_cursor() as cur:
+        case = comparison.case_waterfalls(cur, pair_models, txn,
+                                          {"fraud": 1.0, "legit": 0.0}.get(picked["label"],
+                                                                           float("nan")))
     st.markdown(f"**{txn}** · ${case.amount_usd:,.2f} · label: {picked['label']}")
     for col, (model_id, steps) in zip(st.columns(2), case.steps, strict=True):
         with col:
             st.markdown(f"**{model_id}** (SHAP, log-odds; "
                         f"{dict(case.sources)[model_id]})")
             st.altair_chart(waterfall_chart(steps), width="stretch")
+
+classifier_panel.comparison_sections(report)  # classifier statistics, pruning frontier
 
 st.subheader("Decide")
 details = {"models": list(report.model_ids), "reference": report.reference,
@@ -229,12 +256,30 @@ if can(principal, "promote"):
         st.markdown("**Promote a candidate to champion** (a registry stage change, recorded in "
                     "the audit trail; the previous champion of that name is archived)")
         target = st.selectbox("Model", list(report.model_ids), key="cmp_promote_model",
+                              index=None, placeholder="Choose the model to promote",
                               format_func=lambda m: labels.get(m, m))
-        reason = st.text_input("Reason", key="cmp_promote_reason",
+        reason = st.text_input("Reason (required)", key="cmp_promote_reason",
                                placeholder="e.g. higher recall at 1% FPR, lower cost")
         if st.form_submit_button("Promote to champion", type="primary"):
             try:
-                result = promotion.promote(workspace().registry, target, audit_event, reason)
+                st.session_state["cmp_promote_pending"] = promotion.checked_request(
+                    target, reason)
+            except FraudLensError as exc:
+                st.error(f"Not promoted: {exc}")
+    pending = st.session_state.get("cmp_promote_pending")
+    if pending is not None:
+        st.warning(f"Promote {pending.model_id} to champion? The current champion of its "
+                   f"name is archived. Reason: {pending.reason}", icon=":material/warning:")
+        yes, no = st.columns(2)
+        if no.button("Cancel", key="cmp_promote_cancel"):
+            del st.session_state["cmp_promote_pending"]
+            st.rerun()
+        if yes.button(f"Confirm: promote {pending.model_id}", type="primary",
+                      key="cmp_promote_confirm"):
+            del st.session_state["cmp_promote_pending"]
+            try:
+                result = promotion.promote(workspace().registry, pending.model_id, audit_event,
+                                           pending.reason)
             except (AuditError, FraudLensError) as exc:
                 st.error(f"Not promoted: {exc}")
             else:

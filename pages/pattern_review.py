@@ -7,9 +7,10 @@ from datetime import timedelta
 import streamlit as st
 
 from app.services import pattern_review
-from app.shell import caches, components
+from app.services.case import case_link
+from app.shell import caches, case_work, components
 from app.shell.auth import audit_event, can, require
-from app.shell.resources import journal, load_model, manifests, reader
+from app.shell.resources import journal, lake_cursor, load_model, manifests
 from app.views import review_pack
 from data_access import review_journal
 from explainers.errors import AuditError, FraudLensError
@@ -27,12 +28,16 @@ if not infos:
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 with c1:
     model_id = components.model_picker(infos, key="review_model")
-default = pattern_review.last_full_week(reader())
+with lake_cursor() as cur:
+    default = pattern_review.last_full_week(cur)
 if default is None:
     components.missing("The warehouse holds no transactions.", "fraudlens demo")
     st.stop()
 dates = c2.date_input("Event dates (UTC)", (default.since, default.until - timedelta(days=1)),
-                      key="review_dates", help="Defaults to the last full week with labels")
+                      key="review_dates",
+                      help="Defaults to the newest full week (Monday to Sunday, UTC) with at "
+                           "least a quarter of its transactions labelled: newer weeks hold too "
+                           "few labels for the confirmed-fraud rates and backtests to mean much")
 if len(dates) != 2:
     st.stop()
 window = pattern_review.Window(dates[0], dates[1] + timedelta(days=1))
@@ -41,8 +46,9 @@ threshold = pattern_review.model_threshold(extra)
 if c3.button("Mine findings", type="primary", icon=":material/hub:", key="review_mine"):
     try:
         with st.spinner("Clustering this window's cases and backtesting their rules…"):
-            result = pattern_review.mine(reader(), load_model(model_id), window,
-                                   seed=caches.sample_seed(), threshold=threshold)
+            with lake_cursor() as cur:
+                result = pattern_review.mine(cur, load_model(model_id), window,
+                                             seed=caches.sample_seed(), threshold=threshold)
             review_journal.store_findings(journal(), model_id, window.since, window.until,
                                  result.findings, result.members, principal.actor)
     except FraudLensError as exc:
@@ -60,14 +66,21 @@ st.caption(f"{len(current)} findings, {pattern_review.mined_at_text(table)} · t
            f"{threshold:g} · flagged = scored at or above it; missed = confirmed fraud below it.")
 notes = review_journal.latest_annotations(journal(), current["finding_id"])
 status = dict(zip(notes["finding_id"], notes["status"], strict=True))
+decided = case_work.finding_outcomes(
+    review_journal.stored_members(journal(), model_id, window.since, window.until))
 
 for row in current.itertuples(index=False):
+    # every part is the product's own vocabulary, a number or a generated id: no data text
     label = (f"#{row.rank} · {row.population} · {row.change} · {row.cases} cases · "
              f"{review_pack.usd(row.amount_at_risk_usd)} at risk · "
              f"{status.get(row.finding_id, 'not annotated')} · {row.finding_id}")
     with st.expander(label, expanded=row.rank <= 3):
         m = st.columns(4)
-        m[0].metric("Confirmed fraud (labelled)", f"{row.confirmed_fraud} of {row.labelled}")
+        m[0].metric("Confirmed fraud (labelled)", f"{row.confirmed_fraud} of {row.labelled}",
+                    help="Chargeback labels known today")
+        fraud, legit = decided.get(row.finding_id, (0, 0))
+        st.text(f"Analyst outcomes (earlier than chargebacks, noisier; counted apart): "
+                f"{fraud} fraud, {legit} legitimate of {row.cases} cases")
         m[1].metric("Rule precision", review_pack.pct(row.backtest_precision),
                     help=f"Backtest since {row.backtest_since}, labels known today")
         m[2].metric("Rule recall", review_pack.pct(row.backtest_recall))
@@ -78,10 +91,20 @@ for row in current.itertuples(index=False):
                           key=f"drv_{row.finding_id}")
         right.altair_chart(review_pack.backtest_chart(row.backtest_daily_json), height=320,
                            key=f"bt_{row.finding_id}")
-        if row.previous_finding_id:
-            st.caption(f"Last week: {row.previous_finding_id} with {row.cases_previous_week} "
-                       f"cases (similarity {row.similarity:.2f}); drift: {row.top_drift}")
-        st.caption(f"Representative cases: {row.representative_cases}")
+        if isinstance(row.previous_finding_id, str) and row.previous_finding_id:
+            st.text(f"Last week: {row.previous_finding_id} with {row.cases_previous_week} "
+                    f"cases (similarity {row.similarity:.2f})"
+                    + (f"; drift: {row.top_drift}" if row.top_drift else ""))
+        else:
+            st.text("New this week: no similar finding the week before.")
+        reps = (row.representative_cases or "").split()
+        if reps:
+            st.dataframe(
+                {"representative case": [f"cases{case_link(t, model_id)}"
+                                         for t in reps]},
+                hide_index=True, key=f"reps_{row.finding_id}",
+                column_config={"representative case": st.column_config.LinkColumn(
+                    display_text=r"txn=([^&]+)", help="Opens the case in Case Explorer")})
         latest = notes[notes["finding_id"] == row.finding_id]
         last = latest.iloc[0] if len(latest) else None
         with st.form(f"note_{row.finding_id}"):
@@ -116,9 +139,9 @@ st.subheader("Export")
 if not can(principal, "export"):
     st.info("Your role may not export data.")
     st.stop()
-stem = f"{model_id.replace('@', '_v')}_{window.since}_{window.until}"
+stem = pattern_review.export_stem(model_id, window)  # the dates the page shows
 details = {"model": model_id, "since": str(window.since), "until": str(window.until)}
-components.audited_csv_download("findings CSV", pattern_review.csv_table(table),
+components.audited_csv_download("findings CSV", pattern_review.csv_table(table, notes),
                                 target=f"findings:{model_id}", file_name=f"findings_{stem}.csv",
                                 key="review_findings", details=details)
 components.audited_csv_download("SHAP summary CSV", pattern_review.shap_summary_table(table),

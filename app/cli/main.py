@@ -252,6 +252,25 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 3
 
 
+def _add_export_parsers(sub: argparse._SubParsersAction) -> None:
+    """`fraudlens export shap-values | shap-summary | dispositions`, every option described."""
+    ex = sub.add_parser("export", help="write SHAP values, summaries or dispositions"
+                        ).add_subparsers(dest="what", required=True)
+    for what, says in (("shap-values", "per row: transaction_id, base_value, one SHAP value "
+                                       "per feature (.csv or .parquet)"),
+                       ("shap-summary", "per feature: mean |SHAP|, description and the other "
+                                        "columns of the Global Patterns download (.csv)")):
+        x = ex.add_parser(what, help=says, description=f"Write {says}; audited.")
+        x.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+        x.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD",
+                       help="first event day (UTC; default: the first)")
+        x.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD",
+                       help="first event day left out (UTC; exclusive; default: after the last)")
+        x.add_argument("--out", required=True, help="file to write")
+        x.set_defaults(func=cmd_export, what=what)
+    dispositions_command.add_parser(ex)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fraudlens", description=__doc__.splitlines()[0])
     p.add_argument("--workspace", default=None,
@@ -314,21 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine(e)
     e.set_defaults(func=cmd_explain)
 
-    ex = sub.add_parser("export", help="write SHAP values, summaries or dispositions"
-                        ).add_subparsers(dest="what", required=True)
-    for what, says in (("shap-values", "per row: transaction_id, base_value, one SHAP value "
-                                       "per feature (.csv or .parquet)"),
-                       ("shap-summary", "per feature: mean |SHAP|, description and the other "
-                                        "columns of the Global Patterns download (.csv)")):
-        x = ex.add_parser(what, help=says, description=f"Write {says}; audited.")
-        x.add_argument("--model", required=True, help="NAME or NAME@VERSION")
-        x.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD",
-                       help="first event day (UTC; default: the first)")
-        x.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD",
-                       help="first event day left out (UTC; exclusive; default: after the last)")
-        x.add_argument("--out", required=True, help="file to write")
-        x.set_defaults(func=cmd_export, what=what)
-    dispositions_command.add_parser(ex)
+    _add_export_parsers(sub)
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain: exit 3 when a record was edited, "

@@ -28,7 +28,13 @@ from explainers.explanation import Explanation
 from explainers.frames import explain_frame
 from explainers.model import LoadedModel, sigmoid
 from explainers.neighbours import nearest_cases
-from explainers.reason_codes import FeatureCatalog, ReasonCode, format_value, reason_codes
+from explainers.reason_codes import (
+    FeatureCatalog,
+    ReasonCode,
+    bool_statement,
+    format_value,
+    reason_codes,
+)
 from explainers.schema import Feature, FeatureSchema
 from explainers.timeutil import to_utc
 
@@ -45,6 +51,7 @@ __all__ = [
     "md_escape",
     "nearest_labelled",
     "neighbour_pool",
+    "probability_changes",
     "reason_text",
     "resolve_model",
     "shown_value",
@@ -119,7 +126,7 @@ def detail_rows(row: pd.DataFrame, schema: FeatureSchema | None = None) -> pd.Da
 
 def _detail_text(column: str, value: Any, schema: FeatureSchema | None) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "—"
+        return format_value(None)  # "missing"
     if column == "event_time":
         return f"{to_utc(value):%Y-%m-%d %H:%M:%S} UTC"
     feature = _feature(schema, column) if schema else None
@@ -233,6 +240,12 @@ def waterfall_steps(case: CaseExplanation, schema: FeatureSchema | None = None,
     out = pd.DataFrame(rows)
     out.insert(0, "order", np.arange(len(out)))
     out["probability"] = sigmoid(out["end"].to_numpy())
+    # the same steps as changes in fraud probability: bars from p(start) to p(end); base and
+    # final bars start at 0. Feature and "other" steps add up to p(case) − p(base).
+    ends = out["kind"].isin(["base", "final"]).to_numpy()
+    out["p_start"] = np.where(ends, 0.0, sigmoid(out["start"].to_numpy()))
+    out["p_end"] = out["probability"]
+    out["probability_change"] = out["p_end"] - out["p_start"]
     return out
 
 
@@ -267,12 +280,34 @@ class CaseReasons:
     towards_legit: tuple[ReasonCode, ...]
 
 
-def reason_text(code: ReasonCode, schema: FeatureSchema) -> str:
-    """A reason as one line: what the feature means, its value, its push in log-odds."""
+def reason_text(code: ReasonCode, schema: FeatureSchema,
+                probability_change: float | None = None) -> str:
+    """A reason as one line: what the feature means, its value, its push in log-odds and, when
+    given, its change in fraud probability (`probability_changes`). A yes/no feature reads as
+    one statement ("The device is new to this account"), never a double negative."""
     feature = _feature(schema, code.feature)
+    push = f"{code.shap:+.2f} log-odds"
+    if probability_change is not None:
+        points = probability_change * 100
+        push += (f", {points:+.1f} pp" if points == 0 or abs(points) >= 0.05
+                 else f", {'+' if points > 0 else '−'}<0.1 pp")
+    if (feature is not None and feature.dtype == "bool" and feature.description
+            and code.value is not None):
+        return f"**{md_escape(bool_statement(feature.description, bool(code.value)))}** ({push})"
     meaning = feature.description if feature and feature.description else code.feature
     value = shown_value(code.value, feature)
-    return f"{md_escape(meaning)}: **{md_escape(value)}** ({code.shap:+.2f} log-odds)"
+    return f"{md_escape(meaning)}: **{md_escape(value)}** ({push})"
+
+
+def probability_changes(case: CaseExplanation) -> dict[str, float]:
+    """Each feature's change in fraud probability when the waterfall adds it, largest |SHAP|
+    first: p(base + earlier steps + this one) − p(base + earlier steps). Along that fixed
+    order the changes add up exactly to p(case) − p(base)."""
+    values = np.asarray(case.values, dtype=float)
+    order = np.argsort(-np.abs(values), kind="stable")
+    levels = case.base_value + np.concatenate([[0.0], np.cumsum(values[order])])
+    probs = sigmoid(levels)
+    return {case.feature_names[j]: float(probs[i + 1] - probs[i]) for i, j in enumerate(order)}
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~:$])")

@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -47,11 +47,13 @@ from explainers.timeutil import to_utc
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "MIN_FINDING_CASES",
     "POPULATIONS",
     "MiningResult",
     "Window",
     "Written",
     "csv_table",
+    "export_stem",
     "findings_table",
     "last_full_week",
     "members_table",
@@ -67,6 +69,11 @@ POPULATIONS = ("flagged", "missed")
 BACKGROUND_ROWS = 20_000
 TOP_DRIVERS = 5
 REPRESENTATIVES = 5
+# A finding is a pattern only when it groups this many cases: a cluster of one or two is a
+# case, not a pattern, and its rule and backtest say nothing. Smaller clusters are left out.
+MIN_FINDING_CASES = 3
+ANNOTATION_EXPORT_COLUMNS = ("annotation_title", "annotation_status", "annotation_owner",
+                             "annotation_notes", "annotation_author", "annotation_revision")
 ExplainRows = Callable[[pd.DataFrame], np.ndarray]  # cases -> SHAP values, schema order
 JSON_COLUMNS = ("rule_json", "drivers_json", "backtest_daily_json", "drift_json")
 
@@ -324,6 +331,8 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
             if m.current is None:
                 gone.append(_gone_finding(prev, m.previous, m.size_before, population, names))
                 continue
+            if cl.sizes()[m.current] < MIN_FINDING_CASES:
+                continue
             row, found = _current_finding(con, model, window, seed, cur, prev, m, reps, dist,
                                           data)
             rows.append(row)
@@ -381,11 +390,31 @@ def findings_table(rows: list[dict[str, Any]], gone: list[dict[str, Any]], model
 # --------------------------------------------------------------------------- exports
 
 
-def csv_table(findings: pd.DataFrame) -> pd.DataFrame:
+def csv_table(findings: pd.DataFrame, notes: pd.DataFrame | None = None) -> pd.DataFrame:
     """The findings CSV: the findings table without its JSON columns (and any storage
-    columns such as mined_at)."""
+    columns such as mined_at); with `notes` (`review_journal.latest_annotations`), the latest
+    annotation of each finding as the HTML pack shows it (empty when not annotated)."""
     cols = [c for c in FINDING_COLUMNS if c not in JSON_COLUMNS]
-    return findings[cols].reset_index(drop=True)
+    out = findings[cols].reset_index(drop=True)
+    if notes is None:
+        return out
+    latest = notes.set_index("finding_id") if len(notes) else None
+    for column in ANNOTATION_EXPORT_COLUMNS:
+        field = column.removeprefix("annotation_")
+        if latest is None:
+            out[column] = ""
+            continue
+        values = out["finding_id"].map(latest[field])
+        out[column] = (values.astype("Int64").astype(object) if field == "revision"
+                       else values.astype(object)).where(values.notna(), "")
+    return out
+
+
+def export_stem(model_id: str, window: Window) -> str:
+    """The page's export file names: model, then the first and the last day of the window
+    as the page shows them (the window's `until` is the first day left out)."""
+    last = window.until - timedelta(days=1)
+    return f"{model_id.replace('@', '_v')}_{window.since}_{last}"
 
 
 def members_table(members: pd.DataFrame) -> pd.DataFrame:

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_access.registry import ModelRegistry
-from explainers.errors import FraudLensError
+from explainers.errors import FraudLensError, ValidationError
 
-__all__ = ["AuditFn", "Promotion", "promote"]
+__all__ = ["MIN_REASON_CHARS", "AuditFn", "Promotion", "PromotionRequest", "checked_request",
+           "promote"]
+
+MIN_REASON_CHARS = 10
 
 AuditFn = Callable[[str, str, str, Mapping[str, Any]], None]
 
@@ -22,10 +25,31 @@ class Promotion:
     archived: tuple[str, ...]
 
 
-def promote(registry: ModelRegistry, ref: str, record: AuditFn, reason: str = "") -> Promotion:
+@dataclass(frozen=True)
+class PromotionRequest:
+    """A promotion asked for, not yet confirmed: which model, and why."""
+
+    model_id: str
+    reason: str
+
+
+def checked_request(ref: str | None, reason: str | None) -> PromotionRequest:
+    """A promotion needs a chosen model (no default: the page may recommend another one) and
+    a stated reason of at least MIN_REASON_CHARS characters."""
+    if not ref:
+        raise ValidationError("Choose the model to promote.")
+    text = (reason or "").strip()
+    if len(text) < MIN_REASON_CHARS:
+        raise ValidationError(f"State a reason of at least {MIN_REASON_CHARS} characters; it "
+                              "goes into the audit trail.")
+    return PromotionRequest(ref, text)
+
+
+def promote(registry: ModelRegistry, ref: str, record: AuditFn, reason: str) -> Promotion:
     """Make `ref` its name's champion (the registry archives the previous one). The audit
     record is written first, so an unrecorded promotion cannot happen; a failed stage change
-    is recorded as failed."""
+    is recorded as failed. Refused without a reason (`checked_request`)."""
+    reason = checked_request(ref, reason).reason
     target = registry.resolve(ref)
     archives = [m.key for m in registry.list()
                 if m.name == target.name and m.stage == "champion" and m.key != target.key]

@@ -342,7 +342,8 @@ def monitoring_report(model_id: str, since: date | None, until: date | None,
     """`monitoring.build_report` for the model: what `fraudlens monitor` writes."""
     manifest = next(m for m in manifests() if m["model_id"] == model_id)
     with _cursor() as cur:
-        return monitoring.build_report(cur, manifest, rules, since, until)
+        return monitoring.kept_report(cur, workspace().path, data_version(), manifest, rules,
+                                      since, until)
 
 
 @_per_workspace(ttl=_TTL, max_entries=32)

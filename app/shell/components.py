@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app.services.case import case_link, clean_id
-from app.shell import caches
+from app.shell import caches, case_work
 from app.shell.auth import audit_event
 from app.views import charts
 from data_access.exports import csv_bytes
@@ -37,6 +37,7 @@ __all__ = [
     "paged_table",
     "pct",
     "pick_case",
+    "score_pct",
     "warehouse_or_stop",
 ]
 
@@ -52,6 +53,18 @@ def pct(share: float | None, digits: int = 1) -> str:
     if 0 < share < 0.001:
         return f"{share:.3%}"
     return f"{share:.{digits}%}"
+
+
+def score_pct(p: float | None) -> str:
+    """A model score as a probability an analyst can trust: never "100.0%" or "0.0%" for a
+    score that is not exactly 1 or 0, but ">99.9%" and "<0.1%"."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    if 0.999 < p < 1:
+        return ">99.9%"
+    if 0 < p < 0.001:
+        return "<0.1%"
+    return f"{p:.1%}"
 
 
 def missing(message: str, command: str | None = None, *, kind: str = "info") -> None:
@@ -119,8 +132,15 @@ def list_config() -> dict:
 
 
 def for_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Scores as percentages for `list_config`'s score column."""
+    """Scores as percentages for `list_config`'s score column; empty text cells read
+    "missing" (a table would show "None")."""
+    text = [c for c in frame.columns if frame[c].dtype == object]
+    if text:
+        frame = frame.assign(**{c: frame[c].where(frame[c].notna(), "missing") for c in text})
     return frame.assign(score=frame["score"] * 100) if "score" in frame.columns else frame
+
+
+ACCOUNT_ROWS = 5_000  # an account's transactions listed (25 a page); more are said to exist
 
 
 @st.fragment
@@ -137,13 +157,18 @@ def case_finder(model_id: str, countries: Sequence[str], first: date, last: date
             else:
                 open_case(found, model_id)
     with by_account:
-        account = clean_id(st.text_input("Account id", placeholder="e.g. A0000380",
-                                         key="find_account"))
+        account = clean_id(st.text_input(
+            "Account id", key="find_account",
+            placeholder="the account id from a case's Transaction details"))
         if account:
-            rows = caches.account_cases(account, model_id)
+            rows = caches.account_cases(account, model_id, limit=ACCOUNT_ROWS + 1)
             if rows.empty:
                 st.info(f"No transactions for account {account}. Check the id.")
             else:
+                if len(rows) > ACCOUNT_ROWS:
+                    st.warning(f"This account has more than {ACCOUNT_ROWS:,} transactions; "
+                               f"the newest {ACCOUNT_ROWS:,} are listed, page by page.")
+                    rows = rows.iloc[:ACCOUNT_ROWS]
                 pick_case(rows, "account_rows", model_id)
     with by_queue:
         _queue(model_id, countries, first, last)
@@ -171,6 +196,13 @@ def _queue(model_id: str, countries: Sequence[str], first: date, last: date) -> 
     if rows.empty:
         st.info("No scored transactions match these filters. Widen the dates or score band.")
         return
+    status = st.segmented_control("Status", case_work.CASE_STATUSES, selection_mode="multi",
+                                  key="queue_status", help="unworked: nobody took it; assigned: "
+                                  "taken or waiting for information; decided: fraud or legit")
+    rows = case_work.filter_status(case_work.with_status(rows), status or ())
+    if rows.empty:
+        st.info("No case in these filters has that status.")
+        return
     st.caption(f"Highest {model_id} scores first, at most 200 cases. Select a row to open it.")
     pick_case(rows, "queue_rows", model_id)
 
@@ -179,6 +211,9 @@ def pick_case(rows: pd.DataFrame, key: str, model_id: str) -> None:
     """A selectable case list; selecting a row opens that case. A table keeps its selection
     across reruns, so only a selection that changed opens a case (else the page would rerun
     forever, and a stale selection would override a case opened another way)."""
+    # keyed by model too: a table keeps its selected row *index* when its rows change, so
+    # switching models would otherwise open whatever case sits in that row for the new model
+    key = f"{key}_{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
     picked = paged_table(for_display(rows), key=key, selectable=True,
                          column_config=list_config())
     chosen = None if picked is None else str(picked["transaction_id"].iloc[0])

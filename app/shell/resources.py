@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 from data_access.audit import AuditLog
 from data_access.journal import Journal, open_journal
-from data_access.lake import Lake
+from data_access.lake import Lake, cursor_for
 from data_access.registry_roots import registry_status
 from data_access.workspace import Workspace
 from explainers.errors import (
@@ -32,7 +33,7 @@ from explainers.errors import (
 )
 from explainers.model import LoadedModel
 
-__all__ = ["audit", "data_version", "journal", "load_model", "manifests", "reader",
+__all__ = ["audit", "data_version", "journal", "lake_cursor", "load_model", "manifests",
            "refused_files", "workspace"]
 
 _LOG = logging.getLogger(__name__)
@@ -57,12 +58,18 @@ def _lake_at(path: str) -> Lake:
     return Workspace.at(path).lake()
 
 
-def reader() -> duckdb.DuckDBPyConnection:
-    """The shared hardened connection over the lake's views, re-pointed at new files when the
-    lake changed (listed at most every few seconds); take a cursor per query."""
+@contextmanager
+def lake_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of its own over the lake's views, closed afterwards: the one way the app reads
+    the lake. DuckDB connections are not thread-safe, so the shared hardened connection (re-
+    pointed at new files when the lake changed) is never handed out; every use gets a cursor."""
     lake = _lake_at(_workspace_path())
     lake.refresh()
-    return lake.con
+    cur = cursor_for(lake.con)
+    try:
+        yield cur
+    finally:
+        cur.close()
 
 
 def data_version() -> str:

@@ -89,33 +89,61 @@ def _base() -> alt.Chart:
 
 
 def _pct(p: float) -> str:
-    return f"{p:.1%}" if p >= 0.001 else f"{p:.2%}"
+    """A probability, never rounded to a certainty it is not (">99.9%", "<0.1%")."""
+    if 0.999 < p < 1:
+        return ">99.9%"
+    if 0 < p < 0.001:
+        return "<0.1%"
+    return f"{p:.1%}"
+
+
+def pp(change: float) -> str:
+    """A change in probability in percentage points; a tiny one reads "<0.1", never "-0.0"."""
+    points = change * 100
+    if points == 0 or abs(points) >= 0.05:
+        return f"{points:+.1f} pp"
+    return f"{'+' if points > 0 else '−'}<0.1 pp"
 
 
 # --------------------------------------------------------------------------- waterfall
 
 
-def waterfall_chart(steps: pd.DataFrame) -> ChartSpec:
+WATERFALL_SCALES = ("log-odds", "probability")
+PROBABILITY = "Change in fraud probability (percentage points)"
+
+
+def waterfall_chart(steps: pd.DataFrame, scale: str = "log-odds") -> ChartSpec:
     """Horizontal waterfall, top to bottom: base value, one bar per step, the final score.
 
-    `steps` is `app.services.case.waterfall_steps` output (log-odds); base and final bars start
-    at 0, every other bar starts where the previous one ended. Labels give each step in log-odds
-    and the probability at the end.
+    `steps` is `app.services.case.waterfall_steps` output; base and final bars start at 0,
+    every other bar starts where the previous one ended. In log-odds (the model's additive
+    scale) labels give each step's SHAP value and the probability at the end; with
+    `scale="probability"` each bar runs from p(before the step) to p(after it), so the
+    steps' changes add up to p(case) − p(base).
     """
+    if scale not in WATERFALL_SCALES:
+        raise ValueError(f"scale must be one of {WATERFALL_SCALES}")
     df = steps.copy()
     df["effect"] = np.select(
         [df["kind"].isin(["base", "final"]), df["contribution"] >= 0],
         ["base and score", "towards fraud"], "towards legit")
-    df["text"] = [
-        (f"{c:+.2f}" if k in ("feature", "other")
-         else f"{c:.2f} → {_pct(p)}" if k == "final" else f"{c:.2f} (p = {_pct(p)})")
-        for k, c, p in zip(df["kind"], df["contribution"], df["probability"], strict=True)]
-    df["text_at"] = df[["start", "end"]].max(axis=1)
+    if scale == "probability":
+        df["text"] = [(pp(d) if k in ("feature", "other") else _pct(p))
+                      for k, d, p in zip(df["kind"], df["probability_change"],
+                                         df["probability"], strict=True)]
+        df["text_at"] = df[["p_start", "p_end"]].max(axis=1)
+    else:
+        df["text"] = [
+            (f"{c:+.2f}" if k in ("feature", "other")
+             else f"{c:.2f} → {_pct(p)}" if k == "final" else f"{c:.2f} (p = {_pct(p)})")
+            for k, c, p in zip(df["kind"], df["contribution"], df["probability"], strict=True)]
+        df["text_at"] = df[["start", "end"]].max(axis=1)
     df["probability_after"] = df["probability"].map(_pct)
-    return ChartSpec("waterfall", (), df)
+    options = (("scale", scale),) if scale != "log-odds" else ()
+    return ChartSpec("waterfall", options, df)
 
 
-def _waterfall() -> alt.LayerChart:
+def _waterfall(scale: str = "log-odds") -> alt.LayerChart:
     y = alt.Y("label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None,
               axis=alt.Axis(labelLimit=320, labelFontSize=12))
     colour = alt.Color(
@@ -126,8 +154,15 @@ def _waterfall() -> alt.LayerChart:
                alt.Tooltip("contribution:Q", title="log-odds", format="+.3f"),
                alt.Tooltip("end:Q", title="running total (log-odds)", format=".3f"),
                alt.Tooltip("probability_after:N", title="probability after this step")]
-    bars = _base().mark_bar(height={"band": 0.7}).encode(
-        x=alt.X("start:Q", title=LOG_ODDS), x2="end:Q", y=y, color=colour, tooltip=tooltip)
+    if scale == "probability":
+        tooltip.insert(2, alt.Tooltip("probability_change:Q", title="change in probability",
+                                      format="+.2%"))
+        x = alt.X("p_start:Q", title=PROBABILITY, axis=alt.Axis(format="%"))
+        bars = _base().mark_bar(height={"band": 0.7}).encode(
+            x=x, x2="p_end:Q", y=y, color=colour, tooltip=tooltip)
+    else:
+        bars = _base().mark_bar(height={"band": 0.7}).encode(
+            x=alt.X("start:Q", title=LOG_ODDS), x2="end:Q", y=y, color=colour, tooltip=tooltip)
     labels = _base().mark_text(align="left", dx=4, fontSize=11).encode(
         x="text_at:Q", y=y, text="text:N")
     zero = _base().mark_rule(color="#999").encode(x=alt.datum(0))
@@ -138,9 +173,11 @@ def _waterfall() -> alt.LayerChart:
 
 
 def importance_chart(frame: pd.DataFrame, value: str, title: str, fmt: str = ".3f",
-                     top_n: int = 20) -> ChartSpec:
-    """Horizontal bars, largest first. `frame` has `feature`, `value` and optionally
-    `description` (shown on hover)."""
+                     top_n: int | None = 20) -> ChartSpec:
+    """Horizontal bars, largest first (the `top_n` largest; None: every feature). `frame`
+    has `feature`, `value` and optionally `description` (shown on hover). Bars are neutral:
+    a size says nothing about direction (red means "towards fraud" everywhere else)."""
+    top_n = len(frame) if top_n is None else top_n
     df = frame.sort_values(value, ascending=False, kind="stable").head(top_n).copy()
     df["order"] = np.arange(len(df))
     if "description" not in df.columns:
@@ -149,7 +186,7 @@ def importance_chart(frame: pd.DataFrame, value: str, title: str, fmt: str = ".3
 
 
 def _importance(value: str, title: str, fmt: str) -> alt.Chart:
-    return _base().mark_bar(color=RAISES).encode(
+    return _base().mark_bar(color=NEUTRAL).encode(
         x=alt.X(f"{value}:Q", title=title),
         y=alt.Y("feature:N", sort=alt.EncodingSortField("order", order="ascending"),
                 title=None, axis=alt.Axis(labelLimit=260)),
@@ -237,35 +274,47 @@ def _beeswarm() -> alt.LayerChart:
 
 
 def dependence_chart(frame: pd.DataFrame, feature: str, color_by: str | None,
-                     categorical: bool, color_categorical: bool) -> ChartSpec:
+                     categorical: bool, color_categorical: bool,
+                     log_x: bool = False) -> ChartSpec:
     """SHAP of `feature` against its value, coloured by `color_by`'s value. `frame` has
     `value`, `shap` and, when colouring, `color` (explainers' dependence_data). A numeric
-    colour is shown by rank, so skewed values (mostly 0, a few large) still spread out."""
+    colour is shown by rank, so skewed values (mostly 0, a few large) still spread out;
+    `log_x` spreads a skewed numeric feature (symlog: zero and negatives stay on the axis)."""
     df = frame.copy()
     if color_by is not None and "color" in df.columns and not color_categorical:
         df["color_rank"] = pd.to_numeric(df["color"], errors="coerce").rank(pct=True)
     if categorical:  # deterministic jitter, so a redraw does not move the points
         df["jitter"] = (np.arange(len(df)) * 0.6180339887) % 1.0 - 0.5
     colour = color_by if color_by is not None and "color" in df.columns else None
-    return ChartSpec("dependence", (("categorical", categorical), ("color_by", colour),
-                                    ("color_categorical", color_categorical),
-                                    ("feature", feature)), df)
+    options: tuple[tuple[str, Any], ...] = (
+        ("categorical", categorical), ("color_by", colour),
+        ("color_categorical", color_categorical), ("feature", feature))
+    if log_x and not categorical:
+        options += (("log_x", True),)
+    return ChartSpec("dependence", options, df)
 
 
 def _dependence(feature: str, color_by: str | None, categorical: bool,
-                color_categorical: bool) -> alt.Chart:
+                color_categorical: bool, log_x: bool = False) -> alt.Chart:
     vtype, ctype = ("N" if categorical else "Q"), ("N" if color_categorical else "Q")
+    x_scale = alt.Scale(type="symlog") if log_x else alt.Scale(zero=False)
     enc: dict[str, Any] = {
         "x": (alt.X("value:N", title=feature, sort="ascending") if categorical
-              else alt.X("value:Q", title=feature, scale=alt.Scale(zero=False))),
+              else alt.X("value:Q", title=feature + (" (log scale)" if log_x else ""),
+                         scale=x_scale)),
         "y": alt.Y("shap:Q", title=f"SHAP of {feature} (log-odds)"),
         "tooltip": [alt.Tooltip(f"value:{vtype}", title=feature),
                     alt.Tooltip("shap:Q", title="log-odds", format="+.3f")]}
     if color_by is not None:
-        enc["color"] = (alt.Color("color:N", title=color_by) if color_categorical else
+        # below the plot, with room for a long feature name (a side legend cut it off)
+        enc["color"] = (alt.Color("color:N", title=color_by,
+                                  legend=alt.Legend(orient="bottom", titleLimit=600))
+                        if color_categorical else
                         alt.Color("color_rank:Q", title=f"{color_by} (low → high)",
                                   scale=alt.Scale(domain=[0, 1], range=_DIVERGING),
-                                  legend=_LOW_HIGH))
+                                  legend=alt.Legend(
+                                      labelExpr=_LOW_HIGH.labelExpr, orient="bottom",
+                                      titleLimit=600)))
         enc["tooltip"].append(alt.Tooltip(f"color:{ctype}", title=color_by))
     if categorical:
         enc["xOffset"] = alt.XOffset("jitter:Q", scale=alt.Scale(domain=[-0.6, 0.6]))
@@ -286,17 +335,35 @@ def timeline_chart(frame: pd.DataFrame) -> ChartSpec:
     for col in ("txn_type", "outcome"):
         if col not in df.columns:
             df[col] = ""
-    return ChartSpec("timeline", (), df)
+    # the axis spans the window the query covers (30 days either side of the case), so one
+    # transaction is not a zero-width domain whose ticks read as milliseconds (".287")
+    case = df.loc[df["is_case"].astype(bool), "event_time"] if "is_case" in df else df[:0]
+    centre = case.iloc[0] if len(case) else (df["event_time"].min() if len(df) else None)
+    if centre is None or pd.isna(centre):
+        return ChartSpec("timeline", (), df)
+    span = pd.Timedelta(days=TIMELINE_DAYS)
+    low = min(df["event_time"].min(), centre - span)
+    high = max(df["event_time"].max(), centre + span)
+    domain = tuple((t.year, t.month, t.day) for t in (low.floor("D"), high.ceil("D")))
+    return ChartSpec("timeline", (("domain", domain),), df)
 
 
-def _timeline() -> alt.LayerChart:
+TIMELINE_DAYS = 30
+
+
+def _timeline(domain: tuple[tuple[int, int, int], ...] | None = None) -> alt.LayerChart:
     tooltip = [alt.Tooltip("transaction_id:N", title="transaction"),
                alt.Tooltip("utcyearmonthdatehoursminutes(event_time):T", title="time (UTC)"),
                alt.Tooltip("amount_usd:Q", title="amount", format="$,.2f"),
                alt.Tooltip("score_pct:N", title="score"),
                alt.Tooltip("txn_type:N", title="type"), alt.Tooltip("outcome:N")]
     base = _base().encode(
-        x=alt.X("event_time:T", title="Time (UTC)", scale=alt.Scale(type="utc")),
+        x=alt.X("event_time:T", title="Date (UTC)",
+                scale=alt.Scale(type="utc", domain=[
+                    alt.DateTime(year=y, month=m, date=d, utc=True) for y, m, d in domain])
+                if domain else alt.Scale(type="utc"),
+                axis=alt.Axis(format="%d %b %Y", labelOverlap=True, labelAngle=0,
+                              tickCount="week")),
         y=alt.Y("amount_usd:Q", title="Amount (USD)", scale=alt.Scale(type="log"),
                 axis=alt.Axis(format="$,.0f")),
         tooltip=tooltip)

@@ -127,7 +127,7 @@ def check_open_case(page: Page, txn: str, timeout_ms: int = PAGE_LOAD_MS) -> str
     """The case page shows `txn` with its waterfall and reason codes; returns its link."""
     expect(page.get_by_role("heading", name=f"Case {txn}", exact=True)).to_be_visible(
         timeout=timeout_ms)
-    why = page.get_by_role("heading", name=re.compile(r"^Why \S+@\S+ scored it \d"))
+    why = page.get_by_role("heading", name=re.compile(r"^Why \S+@\S+ scored it [<>]?\d"))
     expect(why).to_be_visible()
     explained = page.get_by_test_id("stHorizontalBlock").filter(
         has_text="What makes it look like fraud").first
@@ -219,8 +219,11 @@ def test_analyst_downloads_the_shap_summary(browser_page: Page, demo_app,
 
     got = pd.read_csv(info.value.path())
     want = expected_shap_summary(e2e_workspace, model_id)
-    assert list(got.columns) == ["feature", "mean_abs_shap", "mean_shap", "rank", "model",
-                                 "cohort", "row_count"]
+    assert list(got.columns) == ["feature", "description", "mean_abs_shap", "mean_shap", "rank",
+                                 "model", "cohort", "row_count"]
+    meanings = {f.name: f.description for f in
+                Workspace(e2e_workspace).registry.resolve(model_id).feature_schema.features}
+    assert got["description"].tolist() == [meanings[f] for f in got["feature"]]
     assert len(got) == len(want) > 0
     for col in ("feature", "rank", "model", "cohort", "row_count"):
         assert got[col].tolist() == want[col].tolist(), col
@@ -259,7 +262,7 @@ def test_weekly_review_annotates_a_finding_and_exports_the_pack(browser_page: Pa
     expect(noted.get_by_role("textbox", name="Title")).to_have_value(title)
     expect(noted.get_by_role("textbox", name="Notes")).to_have_value(notes)
     expect(noted.get_by_text("Annotation history (newest first)")).to_be_visible()
-    history = grid_rows(noted.get_by_test_id("stDataFrame"))
+    history = grid_rows(noted.get_by_test_id("stDataFrame").filter(has_text="author"))
     header = history[0]
     latest = dict(zip(header, history[1], strict=True))
     assert (latest["title"], latest["status"], latest["notes"]) == (title, "confirmed", notes)

@@ -102,8 +102,9 @@ def test_shap_summary_export_matches_the_values_export(workspace_copy, tmp_path:
                  "--out", str(tmp_path / "values.parquet")]) == 0
     summary = pd.read_csv(tmp_path / "summary.csv")
     values = pd.read_parquet(tmp_path / "values.parquet")
-    assert list(summary.columns) == ["feature", "mean_abs_shap", "mean_shap", "rank", "model",
-                                     "cohort", "row_count"]
+    assert list(summary.columns) == ["feature", "description", "mean_abs_shap", "mean_shap",
+                                     "rank", "model", "cohort", "row_count"]
+    assert summary["description"].notna().all()  # each feature's meaning from the schema
     assert list(values.columns[:2]) == ["transaction_id", "base_value"]
     per_feature = values.iloc[:, FEATURE_COLS]
     expected = (per_feature.abs().mean().rename("m").rename_axis("f").reset_index()

@@ -32,8 +32,8 @@ APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 120
 XGB = "fraud_xgb@1"
 PAGES = ["pages/home.py", "pages/case_explorer.py", "pages/global_patterns.py"]
-SUMMARY_COLUMNS = ["feature", "mean_abs_shap", "mean_shap", "rank", "model", "cohort",
-                   "row_count"]
+SUMMARY_COLUMNS = ["feature", "description", "mean_abs_shap", "mean_shap", "rank", "model",
+                   "cohort", "row_count"]
 
 
 @pytest.fixture(scope="module")
@@ -199,9 +199,10 @@ def test_shap_summary_download_is_the_cli_export_and_is_audited(app_env: Path, t
     first, last = at.date_input(key="cohort_dates").value
     con = Workspace.at(app_env).reader()
     try:
-        segments = Workspace.at(app_env).registry.resolve(XGB).feature_schema.categorical
-        expected = shap_store.summary(
-            con, XGB, Cohort(since=first, until=last + timedelta(days=1)), segments)
+        schema = Workspace.at(app_env).registry.resolve(XGB).feature_schema
+        expected = shap_store.describe_summary(shap_store.summary(
+            con, XGB, Cohort(since=first, until=last + timedelta(days=1)), schema.categorical),
+            {f.name: f.description for f in schema.features})
     finally:
         con.close()
     assert prepared.data == csv_bytes(expected)

@@ -219,7 +219,7 @@ def test_promotion_is_refused_when_it_cannot_be_audited(workspace_copy: Path) ->
         raise AuditError("journal is read-only")
 
     with pytest.raises(AuditError):
-        promotion.promote(ws.registry, "fraud_catboost@1", broken)
+        promotion.promote(ws.registry, "fraud_catboost@1", broken, "lower cost at capacity")
     assert ws.registry.resolve("fraud_catboost@1").stage == "candidate"
 
 
@@ -262,9 +262,19 @@ def test_page_promotion_changes_the_registry_and_is_audited(
         monkeypatch: pytest.MonkeyPatch, workspace_copy: Path) -> None:
     at = _app(monkeypatch, workspace_copy)
     assert not at.exception, at.exception
-    at.selectbox(key="cmp_promote_model").set_value("fraud_catboost@1")
-    at.text_input(key="cmp_promote_reason").input("lower cost")
+    assert at.selectbox(key="cmp_promote_model").value is None  # no default choice
+    at.text_input(key="cmp_promote_reason").input("")
     at.button(key="FormSubmitter:cmp_promote-Promote to champion").click().run()
+    assert any("Choose the model" in e.value for e in at.error)
+    at.selectbox(key="cmp_promote_model").set_value("fraud_catboost@1")
+    at.button(key="FormSubmitter:cmp_promote-Promote to champion").click().run()
+    assert any("State a reason" in e.value for e in at.error)
+    assert Workspace(workspace_copy).registry.resolve("fraud_catboost@1").stage == "candidate"
+    at.text_input(key="cmp_promote_reason").input("lower cost at capacity")
+    at.button(key="FormSubmitter:cmp_promote-Promote to champion").click().run()
+    assert any("Promote fraud_catboost@1 to champion?" in w.value for w in at.warning)
+    assert Workspace(workspace_copy).registry.resolve("fraud_catboost@1").stage == "candidate"
+    at.button(key="cmp_promote_confirm").click().run()
     assert not at.exception, at.exception
     assert any("fraud_catboost@1 is now champion" in s.value for s in at.success)
     assert Workspace(workspace_copy).registry.resolve("fraud_catboost@1").stage == "champion"

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -371,10 +371,22 @@ def test_annotations_are_append_only_revisions_audited_before_commit(
         con.close()
 
 
-def test_last_full_week_with_labels_is_the_default_window(demo_workspace: Path) -> None:
+def test_default_window_is_the_last_full_week_with_meaningful_label_coverage(
+        demo_workspace: Path) -> None:
+    """Not the newest full week (under 1% labelled in the demo), but the newest with at least
+    MIN_LABEL_COVERAGE of its transactions labelled."""
+    from data_access.review_queries import MIN_LABEL_COVERAGE
+
     con = Workspace(demo_workspace).reader()
     try:
-        assert pattern_review.last_full_week(con) == LAST_FULL_WEEK
+        week = pattern_review.last_full_week(con)
+        assert week == pattern_review.Window(date(2026, 10, 19), date(2026, 10, 26))
+        labelled, total = con.execute(
+            "SELECT count(l.transaction_id), count(*) FROM transactions t LEFT JOIN labels l "
+            "USING (transaction_id) WHERE t.event_time >= ? AND t.event_time < ?",
+            [week.since, week.until]).fetchone()
+        assert labelled / total >= MIN_LABEL_COVERAGE
+        assert pattern_review.last_full_week(con, min_coverage=0.0) == LAST_FULL_WEEK
     finally:
         con.close()
 
@@ -416,7 +428,7 @@ def test_review_page_mines_annotates_and_keeps_history_across_restarts(
     restarted.selectbox(key="review_model").set_value("fraud_xgb@1").run()
     assert not restarted.exception
     assert restarted.expander[0].label.endswith(f"needs-feature · {finding_id}")
-    history = restarted.dataframe[0].value
+    history = next(d.value for d in restarted.dataframe if "revision" in d.value.columns)
     assert history[["revision", "title", "status", "owner", "author"]].values.tolist() == [
         [1, "Fast movers", "needs-feature", "ana", "a@example.com"]]
     assert history["created_at"].iloc[0] <= pd.Timestamp(datetime.now(UTC))
@@ -428,3 +440,32 @@ def test_review_page_mines_annotates_and_keeps_history_across_restarts(
     exports = _records(workspace_copy, "export")
     assert exports["target"].tolist() == ["findings:fraud_xgb@1"]
     assert len(restarted.get("download_button")) == 1
+    _check_review_page_details(restarted, finding_id)
+
+
+def _check_review_page_details(at: AppTest, finding_id: str) -> None:
+    """Issue #17: no "nan" for a new finding, representative cases are links to the case,
+    every finding is big enough to be a pattern, the CSV carries the latest annotation, and
+    the file name's dates are the page's dates."""
+    texts = [t.value for t in at.text]
+    assert not any("nan" in t for t in texts)
+    assert sum(1 for t in texts if t.startswith("Analyst outcomes")) == len(
+        [e for e in at.expander if e.label.startswith("#")])
+    changes = [e.label.split(" · ")[2] for e in at.expander if e.label.startswith("#")]
+    new = sum(1 for c in changes if c == "new")
+    assert sum(1 for t in texts if t.startswith("New this week")) == new
+    sizes = [int(e.label.split(" · ")[3].split()[0]) for e in at.expander
+             if e.label.startswith("#")]
+    assert min(sizes) >= pattern_review.MIN_FINDING_CASES
+    links = [d.value for d in at.dataframe if "representative case" in d.value.columns]
+    assert links and all(v.startswith("cases?txn=T") and "&model=fraud_xgb@1" in v
+                         for frame in links for v in frame["representative case"])
+    since, last = at.date_input(key="review_dates").value
+    window = pattern_review.Window(since, last + timedelta(days=1))  # `until` is exclusive
+    assert pattern_review.export_stem("fraud_xgb@1", window) == (
+        f"fraud_xgb_v1_{since}_{last}")
+    data = at.session_state["_fraudlens_export_review_findings"].data.decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(data)))
+    noted = next(r for r in rows if r["finding_id"] == finding_id)
+    assert (noted["annotation_title"], noted["annotation_status"]) == (
+        "Fast movers", "needs-feature")
