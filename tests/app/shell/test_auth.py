@@ -191,8 +191,9 @@ def test_analyst_navigation_lacks_compare_and_audit(app_env: Path, nav_calls):
     pages = nav_calls[-1]
     visible = {title for title, _, vis in pages if vis == "visible"}
     hidden = {url for _, url, vis in pages if vis == "hidden"}
-    assert visible <= {"Home", "Case Explorer", "Global Patterns", "Pattern Review"}
-    assert "Home" in visible
+    assert visible <= {"Home", "Case Explorer", "Global Patterns", "Pattern Review", "Monitoring"}
+    assert {"Home", "Monitoring"} <= visible  # monitoring is for analysts and up
+    assert "experiments" in hidden  # experiments are for ML engineers
     if (ROOT / "pages/case_explorer.py").is_file():
         assert "Case Explorer" in visible
     assert "audit" in hidden
