@@ -90,13 +90,18 @@ def _report(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
     replays them in a collapsed box."""
     manifests = [workspace().registry.resolve(r) for r in refs]
     with st.status("Comparing on the matured holdout…", expanded=True) as status:
-        status.write(f"loading {', '.join(refs)}")
-        models = [load_model(r) for r in refs]
-        with lake_cursor() as cur:
-            report = comparison.build_report(cur, manifests, models, cfg, reference=ref,
-                                             latency=_timed, progress=status.write)
+        def build() -> comparison.ComparisonReport:
+            status.write(f"loading {', '.join(refs)}")
+            models = [load_model(r) for r in refs]
+            with lake_cursor() as cur:
+                return comparison.build_report(cur, manifests, models, cfg, reference=ref,
+                                               latency=_timed, progress=status.write)
+
+        report, kept = caches.kept_result("comparison", comparison.ComparisonReport,
+                                          (refs, shas, ref, repr(cfg), version), build)
         when = report.created_at[:19].replace("T", " ")
-        status.update(label=f"Compared on the matured holdout at {when} UTC",
+        status.update(label=f"Compared on the matured holdout at {when} UTC"
+                      + (" (kept from an earlier run)" if kept else ""),
                       state="complete", expanded=False)
     return report
 

@@ -39,6 +39,7 @@ from data_access import (
     case_queries,
     cohort_queries,
     monitoring_queries,
+    report_cache,
     shap_store,
     warehouse_stats,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "dependence_points",
     "gain_table",
     "importance",
+    "kept_result",
     "model_info",
     "model_statuses",
     "models",
@@ -87,6 +89,7 @@ __all__ = [
 
 _TTL = 120  # seconds: a new `fraudlens score/explain` shows up within two minutes
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
@@ -376,3 +379,20 @@ def holdout_classifier_stats(model_ids: tuple[str, ...], settings: Any) -> tuple
     manifests = [workspace().registry.resolve(m) for m in model_ids]
     with _cursor() as cur:
         return _holdout_classifier_stats(cur, manifests, settings)
+
+
+# --------------------------------------------------------------------------- kept on disk
+
+
+def kept_result(kind: str, cls: type[T], parts: tuple[object, ...],
+                build: Callable[[], T]) -> tuple[T, bool]:
+    """A deterministic result kept under the workspace, keyed by `parts` (checksums, the lake's
+    data version, settings): (result, True) when read back, else built, kept and (result,
+    False). Survives restarts; JSON and Parquet only, never pickle."""
+    folder = report_cache.cache_path(workspace().path, kind, *parts).with_suffix("")
+    kept = report_cache.read_result(folder, cls)
+    if kept is not None:
+        return kept, True
+    result = build()
+    report_cache.write_result(folder, result)
+    return result, False

@@ -285,3 +285,23 @@ def test_page_promotion_changes_the_registry_and_is_audited(
         journal.close()
     assert records["target"].tolist() == ["fraud_catboost@1"]
     assert set(records["actor"]) == {"mle@example.com"}
+
+
+def test_page_report_is_kept_across_restarts(monkeypatch: pytest.MonkeyPatch,
+                                             workspace_copy: Path) -> None:
+    import streamlit as st
+
+    first = _app(monkeypatch, workspace_copy)
+    assert not first.exception, first.exception
+    kept = list((workspace_copy / ".cache" / "comparison").glob("*/result.json"))
+    assert len(kept) == 1
+    st.cache_data.clear()  # what a server restart loses
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the kept report should have been read")
+
+    monkeypatch.setattr(comparison, "build_report", no_recompute)
+    again = _app(monkeypatch, workspace_copy)
+    assert not again.exception, again.exception
+    assert [d.value.to_dict() for d in again.dataframe[:3]] == [
+        d.value.to_dict() for d in first.dataframe[:3]]
