@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -132,40 +133,38 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from jobs.scoring import score_transactions
 
-    ws = _workspace(args)
-    model = ws.registry.load(args.model)
-    with closing(ws.lake()) as lake:
-        if getattr(args, "engine", "local") == "ray":
-            from jobs import ray_engine
-
-            ref = ray_engine.ModelRef.of(ws, model.key)
-            with _ray_session(args.ray_address):
-                n = ray_engine.score_on_ray(lake, model, ref)
-        else:
-            n = score_transactions(lake, model)
-    print(f"scored {n:,} new transactions with {model.key}")
+    key, n = _batch_job(args, local=score_transactions,
+                        on_ray=lambda ray_engine, lake, model, ref: ray_engine.score_on_ray(
+                            lake, model, ref))
+    print(f"scored {n:,} new transactions with {key}")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from jobs.explain import fill_store
 
+    window = {"since": args.since, "until": args.until, "sample": args.sample, "seed": args.seed}
+    key, n = _batch_job(args, local=lambda lake, model: fill_store(lake, model, **window),
+                        on_ray=lambda ray_engine, lake, model, ref: ray_engine.explain_on_ray(
+                            lake, model, ref, **window))
+    print(f"stored SHAP values for {n:,} new transactions of {key}")
+    return 0
+
+
+def _batch_job(args: argparse.Namespace, *, local: Callable[[Any, Any], int],
+               on_ray: Callable[[Any, Any, Any, Any], int]) -> tuple[str, int]:
+    """Run a batch job for --model over the workspace's lake, on the local engine or on Ray
+    (`--engine ray`): (model key, rows done)."""
     ws = _workspace(args)
     model = ws.registry.load(args.model)
     with closing(ws.lake()) as lake:
-        if getattr(args, "engine", "local") == "ray":
-            from jobs import ray_engine
+        if getattr(args, "engine", "local") != "ray":
+            return model.key, local(lake, model)
+        from jobs import ray_engine
 
-            ref = ray_engine.ModelRef.of(ws, model.key)
-            with _ray_session(args.ray_address):
-                n = ray_engine.explain_on_ray(lake, model, ref, since=args.since,
-                                              until=args.until, sample=args.sample,
-                                              seed=args.seed)
-        else:
-            n = fill_store(lake, model, since=args.since, until=args.until, sample=args.sample,
-                           seed=args.seed)
-    print(f"stored SHAP values for {n:,} new transactions of {model.key}")
-    return 0
+        ref = ray_engine.ModelRef.of(ws, model.key)
+        with _ray_session(args.ray_address):
+            return model.key, on_ray(ray_engine, lake, model, ref)
 
 
 @contextmanager
