@@ -46,7 +46,7 @@ def test_sqlite_journal_is_a_wal_file_with_a_busy_timeout(tmp_path: Path) -> Non
         assert s.execute("PRAGMA busy_timeout") == [(30000,)]
         assert s.execute("PRAGMA synchronous") == [(2,)]  # FULL: a commit survives power loss
         tables = {r[0] for r in s.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"audit_log", "findings", "finding_members", "annotations"}
+    assert tables == {"audit_log", "findings", "finding_members", "annotations", "dispositions"}
 
 
 def test_postgres_journal_comes_from_the_environment(

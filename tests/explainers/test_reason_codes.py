@@ -40,7 +40,7 @@ def test_fraud_reasons_are_positive_only_largest_first_in_plain_words() -> None:
                          FeatureCatalog.from_schema(SCHEMA), top_n=3)
     assert [c.text for c in codes] == [
         "Amount relative to the account's 30-day average: 8.3x (+1.21 log-odds)",
-        "First transaction from this device: yes (+0.90 log-odds)",
+        "First transaction from this device (+0.90 log-odds)",  # a yes reads as the statement
         "Transaction amount: $1,234.00 (+0.40 log-odds)",
     ]
     assert [c.feature for c in codes] == ["amount_vs_30d_avg", "is_new_device", "amount_usd"]
@@ -63,7 +63,8 @@ def test_missing_unseen_counts_and_uncatalogued_features_read_plainly() -> None:
         "Amount relative to the account's 30-day average: missing (+0.60 log-odds)")
     assert texts["country"] == "KYC country: missing (+0.50 log-odds)"
     assert texts["txn_count_1h"] == "Transactions in the last hour: 5 (+0.40 log-odds)"
-    assert texts["is_new_device"] == "First transaction from this device: no (+0.30 log-odds)"
+    assert texts["is_new_device"] == (  # a no reads as its negation, never "…: no"
+        "Not the case that first transaction from this device (+0.30 log-odds)")
     assert {c.feature: c.value for c in codes}["country"] is None
     empty = FeatureCatalog(())
     bare = reason_codes(one_row([0.6, 0.1, 0.2, 0.3, 0.5, 0.4], ROW), empty, top_n=2)
