@@ -97,6 +97,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                             f"{manifest.artifact}: {exc}") from None
     local = ws.registry
     arriving = _arriving(manifest)
+    local.check_new_key(arriving.name, arriving.version)  # no shared storage key, as register
     local.root.write_version(arriving, data)
     try:
         local.verified_artifact(arriving)  # read back from disk: the local end verifies too

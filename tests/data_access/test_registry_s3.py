@@ -252,6 +252,12 @@ def test_cli_push_then_pull_into_a_fresh_workspace(moto_endpoint, tmp_path, caps
 
     with pytest.raises(RegistryError, match="already registered"):
         cmd_pull(pull)
+    lookalike = Workspace(tmp_path / "ws-c")
+    register(lookalike.registry, name="Fraud-XGB")
+    with pytest.raises(RegistryError, match="storage key"):
+        cmd_pull(argparse.Namespace(workspace=str(lookalike.path), ref="fraud_xgb@1",
+                                    source=remote, endpoint_url=moto_endpoint))
+    assert [m.key for m in lookalike.registry.list()] == ["Fraud-XGB@1"]
     with pytest.raises(RegistryError, match="already registered"):
         cmd_push(argparse.Namespace(workspace=str(source.path), ref="fraud_xgb@1", to=remote,
                                     endpoint_url=moto_endpoint))
