@@ -5,12 +5,14 @@ stored score and the label known at the as-of time."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import duckdb
 import pandas as pd
 
 from data_access.case_queries import AMOUNT_COLUMN
 from data_access.warehouse import fetch_df, quote_ident
+from explainers.errors import ValidationError
 from explainers.timeutil import to_utc
 
 __all__ = ["candidate_rows", "newest_label_time", "rows_until"]
@@ -20,6 +22,19 @@ def newest_label_time(con: duckdb.DuckDBPyConnection) -> pd.Timestamp | None:
     """When the newest label arrived (the default as-of time), or None without labels."""
     newest = fetch_df(con, "SELECT max(label_time) AS t FROM labels")["t"].iloc[0]
     return None if pd.isna(newest) else to_utc(newest)
+
+
+def labels_as_of(con: duckdb.DuckDBPyConnection, chosen: date | None, purpose: str
+                 ) -> pd.Timestamp:
+    """The as-of time: the end of the `chosen` UTC day, else when the newest label arrived.
+    Without labels there is nothing to measure `purpose` on: an error saying how to add them."""
+    if chosen is not None:
+        return to_utc(chosen) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    newest = newest_label_time(con)
+    if newest is None:
+        raise ValidationError(f"No labels in the lake, so {purpose}. Import labels with "
+                              "`fraudlens import transactions FILE --labels FILE`.")
+    return newest
 
 
 def rows_until(con: duckdb.DuckDBPyConnection, end: pd.Timestamp) -> int:

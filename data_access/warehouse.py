@@ -25,13 +25,6 @@ from data_access.lake import Lake, cursor_for, open_lake, partition_path
 from explainers.errors import ValidationError, WarehouseError
 
 CORE_COLUMNS = ("transaction_id", "account_id", "event_time")
-HARDENED = {
-    "enable_external_access": False,
-    "autoload_known_extensions": False,
-    "autoinstall_known_extensions": False,
-    "python_enable_replacements": False,
-    "lock_configuration": True,
-}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Import limits: one refusal line names the file, column and row.
 MAX_COLUMNS = 512
@@ -251,11 +244,3 @@ def fetch_df(con: duckdb.DuckDBPyConnection, sql: str,
         raise WarehouseError(f"Warehouse query failed: {exc}") from None
     finally:
         cur.close()
-
-
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=dict(HARDENED))
-    except duckdb.Error as exc:
-        raise WarehouseError(f"Cannot open {path}: {exc}") from None
-

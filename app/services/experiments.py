@@ -22,12 +22,11 @@ import pandas as pd
 
 from data_access import assignments as queries
 from data_access import report_cache
-from data_access.holdout import newest_label_time
+from data_access.holdout import labels_as_of
 from explainers import experiment_stats as xs
 from explainers.classifier_stats import ClassifierStats, classifier_stats
 from explainers.comparison_stats import week_start
 from explainers.errors import ValidationError
-from explainers.timeutil import to_utc
 
 __all__ = ["ArmInfo", "ExperimentReport", "ExperimentSettings", "build_report", "cached_report",
            "experiment_names", "report_from_dict", "report_to_dict"]
@@ -100,14 +99,7 @@ def experiment_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _as_of(con: duckdb.DuckDBPyConnection, chosen: date | None) -> pd.Timestamp:
-    if chosen is not None:
-        return to_utc(chosen) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-    newest = newest_label_time(con)
-    if newest is None:
-        raise ValidationError("No labels in the workspace, so no experiment can be measured. "
-                              "Import labels with `fraudlens import transactions FILE "
-                              "--labels FILE`.")
-    return newest
+    return labels_as_of(con, chosen, "no experiment can be measured")
 
 
 def _matured(rows: pd.DataFrame, mature_until: pd.Timestamp) -> np.ndarray:

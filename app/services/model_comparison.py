@@ -20,7 +20,7 @@ from data_access import shap_store
 from data_access.case_queries import AMOUNT_COLUMN, transaction_row
 from data_access.cohort_queries import feature_rows
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
-from data_access.holdout import candidate_rows, newest_label_time, rows_until
+from data_access.holdout import candidate_rows, labels_as_of, newest_label_time, rows_until
 from data_access.registry import Manifest, ModelRegistry
 from data_access.shap_store import Cohort
 from data_access.warehouse import table_columns
@@ -180,14 +180,7 @@ def _training_end(manifests: Sequence[Manifest]) -> tuple[pd.Timestamp | None, l
 
 
 def _as_of(con: duckdb.DuckDBPyConnection, chosen: date | None) -> pd.Timestamp:
-    if chosen is not None:
-        return to_utc(chosen) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-    newest = newest_label_time(con)
-    if newest is None:
-        raise ValidationError("No labels in the warehouse, so there is nothing to judge models "
-                              "on. Import labels with `fraudlens import transactions FILE "
-                              "--labels FILE`.")
-    return newest
+    return labels_as_of(con, chosen, "there is nothing to judge models on")
 
 
 def _attributions(con: duckdb.DuckDBPyConnection, model: LoadedModel, holdout: pd.DataFrame,
