@@ -1,9 +1,17 @@
 """Computed reports kept as JSON under `<workspace>/.cache/<kind>/`, keyed by what they were
 computed from (the lake's data version, model checksums, settings), so a page reads a finished
-report instead of recomputing it. Written atomically; nothing here is ever unpickled."""
+report instead of recomputing it. Written atomically; nothing here is ever unpickled.
+
+Typed results are kept per data version (`keep`, `read_kept`, `read_newest`):
+`<workspace>/.cache/<kind>/<digest of the stable parts>/<digest of the data version>/`, each
+folder holding the result and `kept.json` (the data version and when it was written). A page
+shows the result for the lake's current data at once, else the newest one kept for earlier
+data (with its age), and computes only when nothing is kept. At most KEEP_VERSIONS data
+versions are kept per stable key; older ones are removed when a newer one is written."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,7 +21,8 @@ import shutil
 import tempfile
 import typing
 from collections.abc import Mapping
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +32,13 @@ import pyarrow as pa
 
 from data_access.exports import atomic_write_bytes
 
-__all__ = ["cache_path", "read_report", "read_result", "write_report", "write_result"]
+__all__ = ["KEEP_VERSIONS", "Kept", "ago", "cache_path", "has_kept", "keep", "kept_folder",
+           "read_kept", "read_newest", "read_report", "read_result", "write_report",
+           "write_result"]
 
 CACHE_DIR = ".cache"
+KEEP_VERSIONS = 3  # data versions kept per stable key
+META_FILE = "kept.json"
 
 
 def cache_path(workspace: str | Path, kind: str, *parts: object) -> Path:
@@ -121,23 +134,31 @@ def _decode(value: Any, hint: Any, frames: dict[str, pd.DataFrame]) -> Any:
     raise TypeError("a stored result holds an unknown tag")
 
 
-def write_result(folder: Path, result: Any) -> bool:
-    """Keep `result` under `folder` (replaced whole); False when it holds something that cannot
-    be kept this way, and then nothing is written."""
+def write_result(folder: Path, result: Any, meta: Mapping[str, Any] | None = None) -> bool:
+    """Keep `result` under `folder` (replaced whole; `meta` beside it as `kept.json`); False
+    when it holds something that cannot be kept this way, and then nothing is written."""
     frames: dict[str, pd.DataFrame] = {}
+    staging: Path | None = None
     try:
         doc = json.dumps(_encode(result, "result", frames), sort_keys=True).encode()
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_parent(folder)))
         for name, frame in frames.items():
             frame.to_parquet(staging / f"{name}.parquet")
+        if meta is not None:
+            (staging / META_FILE).write_bytes(json.dumps(dict(meta), sort_keys=True).encode())
         (staging / "result.json").write_bytes(doc)
     except (TypeError, ValueError, OSError, pa.ArrowException):
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         return False
-    shutil.rmtree(folder, ignore_errors=True)
+    aside = folder.with_name(f".{folder.name}.old.{staging.name}")
+    with contextlib.suppress(OSError):  # none kept yet
+        os.replace(folder, aside)  # the old copy steps aside in one rename, not file by file
     try:
         os.replace(staging, folder)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)  # another process kept the same result
+    shutil.rmtree(aside, ignore_errors=True)
     return True
 
 
@@ -154,3 +175,115 @@ def read_result(folder: Path, cls: type) -> Any | None:
 def _parent(folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     return folder.parent
+
+
+# ----------------------------------------------------------------- kept per data version
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A kept result with the lake data version it was computed on and when it was written
+    (UTC); `current`: it is for the data version that was asked for."""
+
+    result: Any
+    data_version: str
+    written_at: datetime
+    current: bool
+
+    def age_text(self, now: datetime | None = None) -> str:
+        """When it was written and how long ago: "2025-06-01 12:00 UTC (3 h ago)"."""
+        seconds = ((now or datetime.now(UTC)) - self.written_at).total_seconds()
+        return f"{self.written_at:%Y-%m-%d %H:%M} UTC ({ago(seconds)})"
+
+
+def ago(seconds: float) -> str:
+    """"just now", "5 min ago", "3 h ago", "2 days ago"."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 48 * 3600:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+def _digest(parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+def kept_folder(workspace: str | Path, kind: str, stable: tuple[object, ...],
+                data_version: str | None = None) -> Path:
+    """The folder of every data version kept for `stable` (the parts that do not change with
+    the data: checksums, settings), or of the one for `data_version`."""
+    folder = Path(workspace) / CACHE_DIR / kind / _digest([str(p) for p in stable])
+    return folder if data_version is None else folder / _digest(str(data_version))
+
+
+def keep(workspace: str | Path, kind: str, stable: tuple[object, ...], data_version: str,
+         result: Any, *, now: datetime | None = None) -> bool:
+    """Keep `result` as computed on `data_version` (replacing one kept for it), then remove
+    all but the KEEP_VERSIONS newest data versions of `stable`. False when it cannot be
+    kept (nothing is written)."""
+    written = (now or datetime.now(UTC)).astimezone(UTC)
+    folder = kept_folder(workspace, kind, stable, data_version)
+    done = write_result(folder, result, {"data_version": str(data_version),
+                                          "written_at": written.isoformat()})
+    if done:
+        for _, stale in _versions(folder.parent)[KEEP_VERSIONS:]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return done
+
+
+def _meta(folder: Path) -> tuple[str, datetime] | None:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        written = datetime.fromisoformat(meta["written_at"])
+        if written.tzinfo is None:
+            written = written.replace(tzinfo=UTC)
+        return str(meta["data_version"]), written
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _versions(folder: Path) -> list[tuple[tuple[str, datetime], Path]]:
+    """The kept data versions under a stable key's folder, newest first (staging folders and
+    unreadable ones left out)."""
+    try:
+        found = [(m, p) for p in folder.iterdir()
+                 if p.is_dir() and not p.name.startswith(".") and (m := _meta(p)) is not None]
+    except OSError:
+        return []
+    return sorted(found, key=lambda f: f[0][1], reverse=True)
+
+
+def has_kept(workspace: str | Path, kind: str, stable: tuple[object, ...],
+             data_version: str) -> bool:
+    """Whether a result is kept for exactly `data_version` (without reading it)."""
+    meta = _meta(kept_folder(workspace, kind, stable, data_version))
+    return meta is not None and meta[0] == str(data_version)
+
+
+def read_kept(workspace: str | Path, kind: str, stable: tuple[object, ...], data_version: str,
+              cls: type) -> Kept | None:
+    """The result kept for exactly `data_version`, or None."""
+    folder = kept_folder(workspace, kind, stable, data_version)
+    meta = _meta(folder)
+    if meta is None or meta[0] != str(data_version):
+        return None
+    result = read_result(folder, cls)
+    return None if result is None else Kept(result, meta[0], meta[1], True)
+
+
+def read_newest(workspace: str | Path, kind: str, stable: tuple[object, ...], cls: type,
+                data_version: str | None = None) -> Kept | None:
+    """The result kept for `data_version` when there is one, else the newest one kept for
+    `stable` at any data version (`current` False), else None."""
+    if data_version is not None:
+        exact = read_kept(workspace, kind, stable, data_version, cls)
+        if exact is not None:
+            return exact
+    for (version, written), folder in _versions(kept_folder(workspace, kind, stable)):
+        result = read_result(folder, cls)
+        if result is not None:
+            return Kept(result, version, written, version == data_version)
+    return None

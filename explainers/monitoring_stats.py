@@ -79,6 +79,9 @@ def binned_metrics(rows: np.ndarray, fraud: np.ndarray, legit: np.ndarray,
     count where known; the top k holds labelled and unlabelled rows alike, a boundary bin
     pro rata. NaN where the metric is not defined (no fraud, no legit, nothing labelled)."""
     n, tp_bin, fp_bin = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (rows, fraud, legit))
+    if n.shape[1] == 0:  # no scored rows at all (e.g. a model not scored in this window)
+        return {m: np.full(len(n), np.nan) for m in
+                ("roc_auc", "pr_auc", "recall_at_k", "precision_at_k")}
     tp, fp, seen = np.cumsum(tp_bin, 1), np.cumsum(fp_bin, 1), np.cumsum(n, 1)
     pos, neg = tp[:, -1:], fp[:, -1:]
     with np.errstate(invalid="ignore", divide="ignore"):

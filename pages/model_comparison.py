@@ -1,5 +1,9 @@
 """Model Comparison: judge candidates on one matured holdout, then promote the better one."""
 
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from app.services import model_comparison as comparison
@@ -9,6 +13,7 @@ from app.shell.auth import audit_event, can, require
 from app.shell.resources import lake_cursor, load_model, workspace
 from app.views import comparison_report
 from app.views.charts import waterfall_chart
+from data_access.report_cache import Kept
 from explainers.errors import AuditError, FraudLensError
 from explainers.latency import LatencyMeasurement
 
@@ -23,18 +28,17 @@ if len(infos) < 2:
     components.missing("Comparing needs two or more registered models.", "fraudlens demo")
     st.stop()
 labels = {m.model_id: components.model_label(m) for m in infos}
-live = [m.model_id for m in infos if m.stage != "archived"] or [m.model_id for m in infos]
 c1, c2 = st.columns([5, 3])
-chosen = c1.multiselect("Candidates", list(labels), default=live[:2], key="cmp_models",
+chosen = c1.multiselect("Candidates", list(labels), key="cmp_models",
+                        default=list(comparison.default_candidates(infos)),
                         format_func=lambda m: labels.get(m, m),
                         help="Two or more registered models; each needs scores "
                              "(`fraudlens score`) and ideally stored SHAP values")
 if len(chosen) < 2:
     st.info("Pick two or more models to compare.")
     st.stop()
-champions = [m for m in chosen if caches.model_info(m).stage == "champion"]
 reference = c2.selectbox("Reference (the model you would switch from)", chosen,
-                         index=chosen.index(champions[0]) if champions else 0,
+                         index=chosen.index(comparison.default_reference(infos, chosen)),
                          key="cmp_reference", format_func=lambda m: labels.get(m, m))
 
 
@@ -45,30 +49,32 @@ def _newest_label(path: str):
 
 
 newest = _newest_label(str(workspace().path))
+defaults = comparison.default_settings(caches.sample_seed())  # what `fraudlens precompute` keeps
 with st.expander("Holdout, business and SLA settings", icon=":material/tune:"):
     a, b, c = st.columns(3)
     as_of = a.date_input("Labels known as of (UTC)", value=newest.date() if newest else None,
                          key="cmp_as_of", help="Only labels that had arrived by the end of "
                          "this day count. Default: the day of the newest label.")
-    maturity = b.number_input("Label maturity (days)", 0, 365, 30, key="cmp_maturity",
+    maturity = b.number_input("Label maturity (days)", 0, 365, defaults.maturity_days,
+                              key="cmp_maturity",
                               help="Transactions younger than this at the as-of date still "
                                    "have labels arriving (chargebacks); they are left out")
-    coverage = c.slider("Minimum weekly label coverage", 0.5, 1.0, 0.95, 0.01,
+    coverage = c.slider("Minimum weekly label coverage", 0.5, 1.0, defaults.min_week_coverage,
+                        0.01,
                         key="cmp_coverage", format="%.2f",
                         help="Weeks where a smaller share of transactions is labelled are "
                              "left out: their labels are biased towards fast-arriving fraud")
     d, e, f = st.columns(3)
-    capacity = d.number_input("Review capacity (cases per day)", 1, 1_000_000, 20,
-                              key="cmp_capacity")
-    review_cost = e.number_input("Cost of one review (USD)", 0.0, 100_000.0, 5.0, step=1.0,
-                                 key="cmp_review_cost")
-    sla_ms = f.number_input("SLA: single-row latency p99 (ms)", 0.01, 10_000.0, 10.0,
-                            key="cmp_sla")
-settings = comparison.ComparisonSettings(
-    as_of=as_of if newest is None or as_of != newest.date() else None,
+    capacity = d.number_input("Review capacity (cases per day)", 1, 1_000_000,
+                              defaults.capacity, key="cmp_capacity")
+    review_cost = e.number_input("Cost of one review (USD)", 0.0, 100_000.0,
+                                 defaults.review_cost, step=1.0, key="cmp_review_cost")
+    sla_ms = f.number_input("SLA: single-row latency p99 (ms)", 0.01, 10_000.0,
+                            defaults.sla_p99_ms, key="cmp_sla")
+settings = replace(
+    defaults, as_of=as_of if newest is None or as_of != newest.date() else None,
     maturity_days=int(maturity), min_week_coverage=float(coverage), capacity=int(capacity),
-    review_cost=float(review_cost), sla_p99_ms=float(sla_ms), seed=caches.sample_seed(),
-    waterfall_cases=0)
+    review_cost=float(review_cost), sla_p99_ms=float(sla_ms))
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing the model on this machine…")
@@ -83,49 +89,69 @@ def _timed(model, manifest, frame) -> LatencyMeasurement:
 
 
 @st.cache_data(ttl=600, max_entries=8, show_spinner=False)
-def _report(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
-            cfg: comparison.ComparisonSettings, version: str) -> comparison.ComparisonReport:
-    """Keyed by the models' checksums, the lake's data version and the settings. The stage
-    lines (as `fraudlens compare` prints them) are created in here, so a cached report
-    replays them in a collapsed box."""
+def _computed(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
+              cfg: comparison.ComparisonSettings, version: str,
+              asked: float) -> comparison.ComparisonReport:
+    """Computed on the lake now and kept for `version` (keyed by the models' checksums, the
+    lake's data version and the settings). The stage lines (as `fraudlens compare` prints
+    them) are created in here, so a cached report replays them in a collapsed box; `asked`
+    (when a recompute was asked for) makes a recompute run anew."""
     manifests = [workspace().registry.resolve(r) for r in refs]
     with st.status("Comparing on the matured holdout…", expanded=True) as status:
-        def build() -> comparison.ComparisonReport:
-            status.write(f"loading {', '.join(refs)}")
-            models = [load_model(r) for r in refs]
-            with lake_cursor() as cur:
-                return comparison.build_report(cur, manifests, models, cfg, reference=ref,
-                                               latency=_timed, progress=status.write)
-
-        report, kept = caches.kept_result("comparison", comparison.ComparisonReport,
-                                          (refs, shas, ref, repr(cfg), version), build)
+        status.write(f"loading {', '.join(refs)}")
+        models = [load_model(r) for r in refs]
+        with lake_cursor() as cur:
+            report = comparison.build_report(cur, manifests, models, cfg, reference=ref,
+                                             latency=_timed, progress=status.write)
+        comparison.keep_report(workspace().path, report, version)
+        caches.clear_kept()
         when = report.created_at[:19].replace("T", " ")
-        status.update(label=f"Compared on the matured holdout at {when} UTC"
-                      + (" (kept from an earlier run)" if kept else ""),
+        status.update(label=f"Compared on the matured holdout at {when} UTC",
                       state="complete", expanded=False)
     return report
 
 
+def _ask_recompute(parts: tuple, version: str) -> None:
+    st.session_state["cmp_recompute"] = (parts, version, time.time())
+
+
+version = resources.data_version()
 try:
     shas = tuple(workspace().registry.resolve(m).sha256 for m in chosen)
-    report = _report(str(workspace().path), tuple(chosen), shas, reference, settings,
-                     resources.data_version())
+    parts = comparison.kept_parts(chosen, shas, reference, settings)
+    kept = caches.newest_kept(comparison.KEPT_KIND, comparison.ComparisonReport, parts,
+                              version)
+    asked = st.session_state.pop("cmp_recompute", None)
+    asked_at = asked[2] if asked and asked[:2] == (parts, version) else None
+    if kept is None or asked_at is not None:  # nothing kept for these models, or asked for
+        report = _computed(str(workspace().path), tuple(chosen), shas, reference, settings,
+                           version, asked_at or 0.0)
+        kept = Kept(report, version, datetime.now(UTC), True)
+    else:
+        report = kept.result
 except FraudLensError as exc:
     st.error(str(exc))
     st.stop()
 for warning in report.warnings:
     st.warning(warning)
+# what the charts are drawn from: each is built once per report, not on every run
+memo = (report.created_at, tuple(report.model_ids), report.reference, repr(report.settings))
 
 h = report.holdout
 st.subheader("Holdout")
 age, refresh = st.columns([4, 1], vertical_alignment="center")
-computed_at = report.created_at[:19].replace("T", " ")
-age.caption(f"This comparison was computed at {computed_at} UTC for these models' "
-            "checksums, the lake's current data and these settings; it is reused until one "
-            "of them changes (or 10 minutes pass).")
-if refresh.button("Recompute", icon=":material/refresh:", key="cmp_refresh"):
-    _report.clear()
-    st.rerun()
+if kept.current:
+    age.caption(f"This comparison was computed at {kept.age_text()} for these models' "
+                "checksums, the lake's current data and these settings; it is kept until one "
+                "of them changes.")
+    refresh.button("Recompute", icon=":material/refresh:", key="cmp_refresh",
+                   on_click=_ask_recompute, args=(parts, version))
+else:
+    age.warning(f"Showing the comparison computed at {kept.age_text()} for these models and "
+                "settings. The lake has changed since (new data), so its numbers may be out "
+                "of date.", icon=":material/history:")
+    refresh.button("Recompute on current data", icon=":material/refresh:", key="cmp_refresh",
+                   on_click=_ask_recompute, args=(parts, version))
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Transactions", f"{h.rows:,}")
 m2.metric("Fraud cases", f"{h.fraud:,}", help=f"${h.fraud_usd:,.0f} of fraud")
@@ -146,10 +172,10 @@ st.caption(f"Estimate [95% interval] from {report.metrics.n_resamples} bootstrap
            f"{settings.capacity} per day: each day's {settings.capacity} highest scores are "
            "reviewed.")
 st.dataframe(comparison_report.metrics_table(report), hide_index=True)
-st.altair_chart(comparison_report.metrics_chart(report))
+components.altair(comparison_report.metrics_chart, report, memo=memo)
 st.markdown("**Calibration** — observed fraud rate against the mean score, per score bin of "
             "width 10%; on the dashed diagonal a score is the probability of fraud.")
-st.altair_chart(comparison_report.calibration_chart(report), width="stretch")
+components.altair(comparison_report.calibration_chart, report, memo=memo, width="stretch")
 
 st.subheader("Cost at each model's best threshold")
 st.caption(f"Missed fraud costs its amount; each review costs ${settings.review_cost:,.2f}; at "
@@ -163,12 +189,12 @@ for pair in report.pairs:
     box(f"Switching from **{pair.reference}** to **{pair.challenger}** {verb} "
         f"**${abs(pair.savings_usd):,.0f}** on the holdout "
         f"(${abs(pair.savings_per_day_usd):,.0f} per day).")
-st.altair_chart(comparison_report.cost_chart(report), width="stretch")
+components.altair(comparison_report.cost_chart, report, memo=memo, width="stretch")
 
 st.subheader("Stability over time")
 st.caption("ROC AUC and PR AUC per " + ("week" if report.stability_freq == "W" else
            "day (the holdout spans fewer than three weeks)") + "; a falling line is drift.")
-st.altair_chart(comparison_report.stability_chart(report))
+components.altair(comparison_report.stability_chart, report, memo=memo)
 
 st.subheader("Serving SLA")
 if report.latency:
@@ -194,7 +220,8 @@ st.metric("Spearman rank correlation of feature importance",
 left, right = st.columns([1, 1])
 with left:
     st.markdown("**Mean |SHAP| over the holdout**, the 15 features either model leans on most")
-    st.altair_chart(comparison_report.importance_pair_chart(imp), width="stretch")
+    components.altair(comparison_report.importance_pair_chart, imp,
+                      memo=(*memo, pair.reference, pair.challenger), width="stretch")
 with right:
     if pair.segments:
         st.markdown(f"**Per {pair.segments[0].segment}**: how alike the two importance orders "
@@ -232,7 +259,7 @@ if len(view):
         with col:
             st.markdown(f"**{model_id}** (SHAP, log-odds; "
                         f"{dict(case.sources)[model_id]})")
-            st.altair_chart(waterfall_chart(steps), width="stretch")
+            components.altair(waterfall_chart(steps), width="stretch")
 
 classifier_panel.comparison_sections(report)  # classifier statistics, pruning frontier
 

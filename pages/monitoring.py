@@ -2,14 +2,18 @@
 labels, drift and data quality by feature source, attribution drift, alerts and their
 acknowledgement (audited). The numbers are `fraudlens monitor`'s."""
 
+import time
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from app.services import monitoring
-from app.services.monitoring_rules import load_rules
-from app.shell import caches, components
+from app.services.monitoring_rules import MonitoringRules, load_rules
+from app.shell import caches, components, resources
 from app.shell.auth import audit_event, can, require
 from app.shell.resources import audit, workspace
 from app.views import monitoring_report as view
+from data_access.report_cache import Kept
 from explainers.errors import AuditError, FraudLensError
 
 principal = require("patterns", "Monitoring")
@@ -22,21 +26,65 @@ infos = components.models_or_stop()
 c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
 with c1:
     model_id = components.model_picker(infos, key="monitor_model")
-first, last = summary.first_event.date(), summary.last_event.date()
+first, last = monitoring.page_window(summary)
 dates = c2.date_input("Event dates (UTC)", (first, last), min_value=first, max_value=last,
                       key="monitor_dates")
 if len(dates) != 2:
     st.stop()
 since, until = dates
+window = monitoring.kept_window(since, until, summary)  # the whole lake: precomputed
+
+
+@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+def _computed(path: str, model_id: str, since, until, rules: MonitoringRules, version: str,
+              asked: float) -> monitoring.MonitoringReport:
+    """Computed on the lake now and kept for `version`; the stage lines replay in a collapsed
+    box from the cache; `asked` (when a recompute was asked for) makes a recompute run anew."""
+    with st.status("Computing weekly performance, drift and alerts…", expanded=True) as status:
+        report = caches.monitoring_compute(model_id, since, until, rules, version,
+                                           progress=status.write)
+        status.update(label="Computed weekly performance, drift and alerts",
+                      state="complete", expanded=False)
+    return report
+
+
+def _ask_recompute(key: tuple) -> None:
+    st.session_state["monitor_recompute"] = (key, time.time())
+
+
 try:
     rules = load_rules(workspace().path)
-    report = caches.monitoring_report(model_id, since, until, rules)
+    version = resources.data_version()
+    kept = caches.monitoring_kept(model_id, *window, rules, version)
+    key = (model_id, window, repr(rules), version)
+    asked = st.session_state.pop("monitor_recompute", None)
+    asked_at = asked[1] if asked and asked[0] == key else None
+    if kept is None or asked_at is not None:  # nothing kept for this model and window, or asked
+        report = _computed(str(workspace().path), model_id, *window, rules, version,
+                           asked_at or 0.0)
+        kept = Kept(report, version, datetime.now(UTC), True)
+    else:
+        report = kept.result
 except FraudLensError as exc:
     st.error("Monitoring cannot run:")
     st.code(str(exc), language=None)
     st.stop()
+memo = ("monitoring", model_id, kept.data_version, str(kept.written_at), str(window),
+        repr(rules))
 st.text(f"{report.model_id} · labels as of {report.as_of:%Y-%m-%d %H:%M} UTC · reference: "
         f"{report.reference.basis}")
+age, refresh = st.columns([4, 1], vertical_alignment="center")
+if kept.current:
+    age.text(f"Computed at {kept.age_text()} on the lake's current data; kept until the data, "
+             "the model, the dates or the rules change.")
+    refresh.button("Recompute", icon=":material/refresh:", key="monitor_refresh",
+                   on_click=_ask_recompute, args=(key,))
+else:
+    age.warning(f"Showing the report computed at {kept.age_text()}. The lake has changed "
+                "since (new data), so its numbers may be out of date.",
+                icon=":material/history:")
+    refresh.button("Recompute on current data", icon=":material/refresh:",
+                   key="monitor_refresh", on_click=_ask_recompute, args=(key,))
 for warning in report.warnings:
     st.text(f"Note: {warning}")
 
@@ -53,7 +101,8 @@ else:
                           key="monitor_alert")
     alert = report.alert(chosen)
     st.text(alert.message)
-    st.altair_chart(view.chart_for(report, alert), height=420, key="monitor_alert_chart")
+    components.altair(view.chart_for, report, alert, memo=(*memo, alert.alert_id), height=420,
+                      key="monitor_alert_chart")
     if chosen in acks:
         st.text(f"Acknowledged by {acks[chosen]['by']} at {acks[chosen]['at']}: "
                 f"{acks[chosen]['note']}")
@@ -77,11 +126,13 @@ st.text(f"Capacity: the top {rules.k_per_week} transactions of a week by score "
         f"{rules.n_resamples} resamples, seed {rules.seed}. '≈' values are estimates from how "
         "fraud labels of mature weeks arrived.")
 left, right = st.columns(2)
-left.altair_chart(view.label_chart(report), height=360, key="monitor_labels")
+with left:  # charts built once per kept report (memo), not on every run
+    components.altair(view.label_chart, report, memo=memo, height=360, key="monitor_labels")
 metric = right.selectbox("Metric", list(view.METRICS), format_func=view.METRICS.get,
                          key="monitor_metric")
-right.altair_chart(view.performance_chart(report, metric), height=360,
-                   key="monitor_metric_chart")
+with right:
+    components.altair(view.performance_chart, report, metric, memo=(*memo, metric), height=360,
+                      key="monitor_metric_chart")
 
 st.header("Data quality by feature source")
 st.dataframe(view.source_table(report), hide_index=True, key="monitor_sources")
@@ -101,8 +152,8 @@ segment = st.selectbox("Split weekly performance by", columns,
                        index=columns.index("country") if "country" in columns else 0,
                        key="monitor_segment")
 if segment:
-    st.dataframe(view.segment_table(caches.monitoring_segments(model_id, segment, since, until,
-                                                               rules)),
+    st.dataframe(view.segment_table(caches.monitoring_segments(model_id, segment, report.span,
+                                                               report.as_of, rules)),
                  hide_index=True, key="monitor_segment_table")
 
 if can(principal, "export"):

@@ -5,7 +5,10 @@ comparison as a self-contained HTML report plus CSVs of its numbers and attribut
                       [--capacity K] [--review-cost C] [--seed S]
 
 Every file written is recorded as an `export` in the workspace's audit trail before it appears
-(actor: $USER, else "cli"); if the record cannot be stored, the file is not published.
+(actor: $USER, else "cli"); if the record cannot be stored, the file is not published. The
+comparison is also kept under the workspace as Model Comparison keys it (models' checksums,
+the lake's data version, the settings), so the page shows it at once for the same models and
+settings (the first model named is the reference).
 """
 
 from __future__ import annotations
@@ -96,10 +99,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sla_p99_ms=args.sla_p99_ms)
     _say(f"loading {', '.join(keys)}")
     models = [ws.registry.load(m) for m in manifests]
-    with closing(ws.reader()) as con:
-        report = comparison.build_report(con, manifests, models, settings,
+    with closing(ws.lake()) as lake:
+        report = comparison.build_report(lake.con, manifests, models, settings,
                                          latency=comparison.timed_with(ws.registry),
                                          progress=_say)
+        # kept as Model Comparison keys it: with the page's settings the page shows it at once
+        comparison.keep_report(ws.path, report, lake.version)
 
     actor = cli_actor()
     with journal_at(ws.path) as journal:

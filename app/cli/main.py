@@ -22,6 +22,7 @@ from app.cli import dispositions as dispositions_command
 from app.cli import experiment as experiment_command
 from app.cli import monitor as monitor_command
 from app.cli import pattern_review as patterns_command
+from app.cli import precompute as precompute_command
 from app.cli import pruning as pruning_command
 from app.cli.common import check_window, iso_date, workspace_of
 from app.cli.registry import add_parsers as add_registry_parsers
@@ -137,6 +138,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                         on_ray=lambda ray_engine, lake, model, ref: ray_engine.score_on_ray(
                             lake, model, ref))
     print(f"scored {n:,} new transactions with {key}")
+    precompute_command.after_change(args)
     return 0
 
 
@@ -148,6 +150,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         on_ray=lambda ray_engine, lake, model, ref: ray_engine.explain_on_ray(
                             lake, model, ref, **window))
     print(f"stored SHAP values for {n:,} new transactions of {key}")
+    precompute_command.after_change(args)
     return 0
 
 
@@ -318,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score transactions with a model")
     s.add_argument("--model", required=True, help="NAME or NAME@VERSION")
     _add_engine(s)
+    precompute_command.add_flag(s)
     s.set_defaults(func=cmd_score)
 
     e = sub.add_parser("explain", help="fill the SHAP store for a model")
@@ -330,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explain a seeded sample of about this many rows (default: every row)")
     e.add_argument("--seed", type=int, default=7, help="seed of the sample (default 7)")
     _add_engine(e)
+    precompute_command.add_flag(e)
     e.set_defaults(func=cmd_explain)
 
     _add_export_parsers(sub)
@@ -341,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     patterns_command.add_parser(sub)
     monitor_command.add_parser(sub)
     experiment_command.add_parser(sub)
+    precompute_command.add_parser(sub)
     return p
 
 

@@ -4,7 +4,10 @@ source, attribution drift and alerts for one model, as a self-contained HTML rep
     fraudlens monitor --model N[@V] [--since D] [--until D] --out monitor.html
                       [--csv-dir DIR] [--rules monitoring.toml] [--fail-on-alert]
 
-Numbers are the Monitoring page's (both call `app.services.monitoring.build_report`). Every
+Numbers are the Monitoring page's (both call `app.services.monitoring.build_report`), kept
+under the workspace per model checksum, lake data version, window and rules: run again on the
+same data, it reads them back, and without --since/--until (the whole lake) it keeps what the
+page shows for its default dates. Every
 file is recorded as an `export` in the audit trail before it appears. Exit 4 with
 `--fail-on-alert` when any alert fires (after the files are written); 2 on bad input,
 including a `monitoring.toml` that cannot be used (its line and key are named).
@@ -61,9 +64,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     ws = workspace_of(args)
     rules = load_rules(ws.path, args.rules)
     manifest = ws.registry.resolve(args.model)
-    with closing(ws.reader()) as con:
-        report = monitoring.build_report(con, {**manifest.to_dict(), "model_id": manifest.key},
-                                         rules, args.since, args.until, progress=_say)
+    with closing(ws.lake()) as lake:  # kept per data version, as the Monitoring page keeps it
+        report = monitoring.kept_report(lake.con, ws.path, lake.version,
+                                        {**manifest.to_dict(), "model_id": manifest.key},
+                                        rules, args.since, args.until, progress=_say)
     actor = cli_actor()
     with journal_at(ws.path) as journal:
         audit = AuditLog(journal)

@@ -3,8 +3,10 @@ labels, in model metrics and in money, with the sample-ratio check and how model
 business metrics move together week by week. No Streamlit, no SQL (`data_access.assignments`),
 no drawing (`app.views.experiment_report`).
 
-A report is computed once per experiment, lake data version and settings, and kept as JSON
-under `<workspace>/.cache/experiments/` (`cached_report`), which the page and the command read.
+A report is computed once per experiment, lake data version and settings, and kept (JSON and
+Parquet) under `<workspace>/.cache/experiments/` (`cached_report`), which the page, the
+command and `fraudlens precompute` share; the page shows an older data version's report
+(`kept`) while the current one is not computed yet.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from explainers.comparison_stats import week_start
 from explainers.errors import ValidationError
 
 __all__ = ["ArmInfo", "ExperimentReport", "ExperimentSettings", "build_report", "cached_report",
-           "experiment_names", "report_from_dict", "report_to_dict"]
+           "experiment_names", "keep_report", "kept", "kept_parts", "report_from_dict",
+           "report_to_dict"]
 
 NOT_MEASURABLE = "not yet measurable"
 
@@ -290,19 +293,38 @@ def report_from_dict(data: dict[str, Any]) -> ExperimentReport:
         warnings=tuple(data["warnings"]), created_at=data["created_at"])
 
 
+KEPT_KIND = "experiments"
+
+
+def kept_parts(name: str, settings: ExperimentSettings) -> tuple[object, ...]:
+    """What a kept report is keyed by besides the lake's data version: the experiment and
+    the settings (the page, `fraudlens experiment` and `fraudlens precompute` share it)."""
+    return (name, dataclasses.astuple(settings))
+
+
+def kept(workspace: str | Path, name: str, data_version: str, settings: ExperimentSettings
+         ) -> report_cache.Kept | None:
+    """The report kept for this data version, else the newest one kept for earlier data
+    (`current` False), else None. Never computes."""
+    return report_cache.read_newest(workspace, KEPT_KIND, kept_parts(name, settings),
+                                    ExperimentReport, data_version)
+
+
+def keep_report(workspace: str | Path, report: ExperimentReport) -> bool:
+    """Keep `report` for its experiment, data version and settings."""
+    return report_cache.keep(workspace, KEPT_KIND, kept_parts(report.name, report.settings),
+                             report.data_version, report)
+
+
 def cached_report(con: duckdb.DuckDBPyConnection, workspace: str | Path, name: str,
                   data_version: str, settings: ExperimentSettings, *,
                   progress: Callable[[str], None] | None = None) -> ExperimentReport:
-    """The stored report for (experiment, data version, settings), computed and stored first
+    """The report kept for (experiment, data version, settings), computed and kept first
     when there is none."""
-    path = report_cache.cache_path(workspace, "experiments", name, data_version,
-                                   dataclasses.astuple(settings))
-    stored = report_cache.read_report(path)
-    if stored is not None:
-        try:
-            return report_from_dict(stored)
-        except (KeyError, TypeError, ValueError):
-            pass  # an older layout: compute it again
+    found = report_cache.read_kept(workspace, KEPT_KIND, kept_parts(name, settings),
+                                   data_version, ExperimentReport)
+    if found is not None:
+        return found.result
     report = build_report(con, name, settings, data_version=data_version, progress=progress)
-    report_cache.write_report(path, report_to_dict(report))
+    keep_report(workspace, report)
     return report

@@ -6,9 +6,10 @@ No Streamlit, no SQL (`data_access.holdout`), no drawing (`app.views.comparison_
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from app.services.case import case_explanation, waterfall_steps
 from app.views.comparison_report import report_html
-from data_access import shap_store
+from data_access import report_cache, shap_store
 from data_access.case_queries import AMOUNT_COLUMN, transaction_row
 from data_access.cohort_queries import feature_rows
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
@@ -40,6 +41,12 @@ __all__ = [
     "PairComparison",
     "build_report",
     "case_waterfalls",
+    "default_candidates",
+    "default_reference",
+    "default_settings",
+    "keep_report",
+    "kept",
+    "kept_parts",
     "newest_label_time",
     "timed_with",
     "write_html_report",
@@ -481,6 +488,63 @@ def build_report(con: duckdb.DuckDBPyConnection, manifests: Sequence[Manifest],
         attributions=attributions, attribution_sources=tuple(sources), pairs=pairs,
         cases=case_list, warnings=tuple(warnings),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+# --------------------------------------------------------------------------- kept results
+# The page's defaults live here so that the page, `fraudlens compare` and `fraudlens
+# precompute` key a kept comparison the same way.
+
+KEPT_KIND = "comparison"
+
+
+def default_settings(seed: int) -> ComparisonSettings:
+    """The settings Model Comparison opens with (labels as of the newest label)."""
+    return ComparisonSettings(as_of=None, maturity_days=30, min_week_coverage=0.95,
+                              capacity=20, review_cost=5.0, sla_p99_ms=10.0, seed=seed,
+                              waterfall_cases=0)
+
+
+def default_candidates(infos: Sequence[Any]) -> tuple[str, ...]:
+    """The candidates Model Comparison opens with: the first two models that are not
+    archived, in the registry's order (champions first); `infos` are `ModelInfo`s."""
+    live = [m.model_id for m in infos if m.stage != "archived"] or [m.model_id for m in infos]
+    return tuple(live[:2])
+
+
+def default_reference(infos: Sequence[Any], chosen: Sequence[str]) -> str:
+    """The reference among `chosen`: its first champion, else the first chosen."""
+    stages = {m.model_id: m.stage for m in infos}
+    return next((m for m in chosen if stages.get(m) == "champion"), chosen[0])
+
+
+def kept_parts(refs: Sequence[str], shas: Sequence[str], reference: str,
+               settings: ComparisonSettings) -> tuple[object, ...]:
+    """What a kept comparison is keyed by besides the lake's data version: the candidates,
+    their checksums, the reference and the settings."""
+    return (tuple(refs), tuple(shas), reference, repr(settings))
+
+
+def kept(workspace: str | Path, refs: Sequence[str], shas: Sequence[str], reference: str,
+         settings: ComparisonSettings, data_version: str) -> report_cache.Kept | None:
+    """The comparison kept for this data version, else the newest one kept for earlier data
+    (`current` False), else None. Never computes."""
+    return report_cache.read_newest(workspace, KEPT_KIND,
+                                    kept_parts(refs, shas, reference, settings),
+                                    ComparisonReport, data_version)
+
+
+def keep_report(workspace: str | Path, report: ComparisonReport, data_version: str) -> bool:
+    """Keep `report` for its candidates' checksums, reference and settings on `data_version`.
+    A report drawn with waterfall cases (`fraudlens compare`) is kept as the page computes it
+    (no cases; the rest is the same)."""
+    if report.settings.waterfall_cases:
+        report = replace(report, settings=replace(report.settings, waterfall_cases=0),
+                         cases=())
+    refs = [c.model_id for c in report.candidates]
+    shas = [c.sha256 for c in report.candidates]
+    return report_cache.keep(workspace, KEPT_KIND,
+                             kept_parts(refs, shas, report.reference, report.settings),
+                             data_version, report)
 
 
 def write_html_report(report: ComparisonReport, path: str | Path,

@@ -31,9 +31,9 @@ from app.services.monitoring_drift import (
 from app.services.monitoring_rules import MonitoringRules
 from app.views.monitoring_report import report_html
 from data_access import monitoring_queries as q
+from data_access import report_cache
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.holdout import newest_label_time
-from data_access.report_cache import cache_path, read_result, write_result
 from data_access.warehouse import fetch_df
 from explainers import monitoring_stats as ms
 from explainers.errors import ValidationError
@@ -48,7 +48,13 @@ __all__ = [
     "Reference",
     "acknowledgements",
     "build_report",
+    "kept",
+    "kept_parts",
+    "kept_report",
+    "kept_window",
+    "page_window",
     "segment_weekly",
+    "segment_weekly_at",
     "write_html_report",
 ]
 
@@ -287,20 +293,54 @@ def _score_alerts(model_id: str, weekly: pd.DataFrame, ref_flag_rate: float,
 # --------------------------------------------------------------------------- the report
 
 
+KEPT_KIND = "monitoring"
+
+
+def page_window(summary: Any) -> tuple[date, date]:
+    """The window the Monitoring page opens with: the lake's first to last event day (UTC)
+    of a `WarehouseSummary`."""
+    return summary.first_event.date(), summary.last_event.date()
+
+
+def kept_window(since: date, until: date, summary: Any) -> tuple[date | None, date | None]:
+    """The window a report is computed and kept for: (None, None), the whole lake (what
+    `fraudlens monitor` and `fraudlens precompute` compute by default), when the dates are the
+    lake's first to last day; else the dates. So the page's default finds the report
+    precomputed, and after a new day arrives, the one kept for the earlier data."""
+    return (None, None) if (since, until) == page_window(summary) else (since, until)
+
+
+def kept_parts(manifest: Mapping[str, Any], rules: MonitoringRules, since: date | None = None,
+               until: date | None = None) -> tuple[object, ...]:
+    """What a kept report is keyed by besides the lake's data version: the model and its
+    checksum, the window and the rules (the page and `fraudlens precompute` share it)."""
+    return (manifest.get("model_id"), manifest.get("sha256"), since, until, repr(rules))
+
+
+def kept(workspace: Path, data_version: str, manifest: Mapping[str, Any],
+         rules: MonitoringRules, since: date | None = None, until: date | None = None
+         ) -> report_cache.Kept | None:
+    """The report kept for this data version, else the newest one kept for earlier data
+    (`current` False), else None. Never computes."""
+    return report_cache.read_newest(workspace, KEPT_KIND, kept_parts(manifest, rules, since,
+                                                                     until),
+                                    MonitoringReport, data_version)
+
+
 def kept_report(con: duckdb.DuckDBPyConnection, workspace: Path, data_version: str,
                 manifest: Mapping[str, Any], rules: MonitoringRules, since: date | None = None,
-                until: date | None = None) -> MonitoringReport:
+                until: date | None = None, *, progress: Progress | None = None,
+                refresh: bool = False) -> MonitoringReport:
     """`build_report`, kept on disk under the workspace keyed by the model's checksum, the
     lake's data version, the window and the rules: the page's first visit after a restart
-    reads it instead of running every scan again."""
-    folder = cache_path(workspace, "monitoring", manifest.get("model_id"),
-                        manifest.get("sha256"), data_version, since, until,
-                        repr(rules)).with_suffix("")
-    kept = read_result(folder, MonitoringReport)
-    if kept is not None:
-        return kept
-    report = build_report(con, manifest, rules, since, until)
-    write_result(folder, report)
+    reads it instead of running every scan again (`refresh`: compute and keep it anew)."""
+    stable = kept_parts(manifest, rules, since, until)
+    found = None if refresh else report_cache.read_kept(workspace, KEPT_KIND, stable,
+                                                        data_version, MonitoringReport)
+    if found is not None:
+        return found.result
+    report = build_report(con, manifest, rules, since, until, progress=progress)
+    report_cache.keep(workspace, KEPT_KIND, stable, data_version, report)
     return report
 
 
@@ -374,8 +414,15 @@ def segment_weekly(con: duckdb.DuckDBPyConnection, model_id: str, segment: str,
                    report: MonitoringReport) -> pd.DataFrame:
     """The weekly performance table per value of `segment` (a column of `segment_columns`):
     recall and precision count the segment's rows in the whole week's top k."""
-    bins = q.score_bins(con, model_id, report.span, report.as_of, segment=segment)
-    rules, rows = report.rules, []
+    return segment_weekly_at(con, model_id, segment, report.span, report.as_of, report.rules)
+
+
+def segment_weekly_at(con: duckdb.DuckDBPyConnection, model_id: str, segment: str,
+                      span: q.Span, as_of: pd.Timestamp, rules: MonitoringRules
+                      ) -> pd.DataFrame:
+    """`segment_weekly` for a report's window, label time and rules."""
+    bins = q.score_bins(con, model_id, span, as_of, segment=segment)
+    rows = []
     for week, wb in bins.groupby("week", sort=True):
         whole = wb.groupby("bin")["rows"].sum().sort_index(ascending=False)
         before = whole.cumsum() - whole

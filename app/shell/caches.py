@@ -11,10 +11,10 @@ binds one of those to the app's connection and adds nothing else.
 from __future__ import annotations
 
 import functools
-import os
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar, cast
 
 import duckdb
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.services import case, experiments, monitoring, overview
+from app.services import case, experiments, monitoring, overview, pattern_review, precompute
 from app.services.classifier import holdout_classifier_stats as _holdout_classifier_stats
 from app.services.cohort import (
     IMPORTANCE_MEASURES,
@@ -60,19 +60,23 @@ __all__ = [
     "beeswarm_sample",
     "case_explanation",
     "case_scores",
+    "clear_kept",
     "cohort_explanation",
     "cohort_of",
     "cohort_summary",
     "dependence_points",
+    "experiment_compute",
+    "experiment_kept",
     "gain_table",
     "importance",
-    "kept_result",
     "model_info",
     "model_statuses",
     "models",
-    "monitoring_report",
+    "monitoring_compute",
+    "monitoring_kept",
     "monitoring_segments",
     "neighbour_pool",
+    "newest_kept",
     "permutation_table",
     "queue",
     "sample_seed",
@@ -84,21 +88,45 @@ __all__ = [
     "timeline",
     "transaction",
     "warehouse_summary",
+    "warm_defaults",
     "weekly_labels",
 ]
 
 _TTL = 120  # seconds: a new `fraudlens score/explain` shows up within two minutes
+# The pages' default views, which `warm_defaults` computes ahead of the first visit.
+QUEUE_DAYS = 13  # the queue shows the newest two weeks (the last day plus 13 before it)
+QUEUE_BAND = (0.5, 1.0)
+BEESWARM_ROWS = 1000
+DEPENDENCE_ROWS = 1000
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
-def _per_workspace(**cache_options: Any) -> Callable[[F], F]:
+PAGE_RESULTS = "pages"  # report_cache kind of the aggregate results kept on disk
+
+
+def _per_workspace(*, kept: bool = False, returns: Any = None,
+                   **cache_options: Any) -> Callable[[F], F]:
     """`st.cache_data`, keyed by the workspace path and the lake's data version as well as the
     arguments, so one process never serves one workspace's results for another, and new data
-    shows on the next run."""
+    shows on the next run.
+
+    With `kept`, the result is also kept on disk per data version (`report_cache.keep`: JSON
+    and Parquet, never pickle), so a restarted server, or a server whose warm-up computed it
+    (`warm_defaults`), reads it instead of scanning the lake again. Only for aggregate,
+    non-PII results; `returns` is the result's type when `func` does not annotate it."""
     def decorate(func: F) -> F:
         def keyed(ws: str, version: str, *args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
+            if not kept:
+                return func(*args, **kwargs)
+            hint = returns or typing.get_type_hints(func).get("return")
+            stable = (func.__qualname__, *map(repr, args),
+                      *(f"{k}={v!r}" for k, v in sorted(kwargs.items())))
+            found = report_cache.read_kept(ws, PAGE_RESULTS, stable, version, hint)
+            if found is not None:
+                return found.result
+            result = func(*args, **kwargs)
+            report_cache.keep(ws, PAGE_RESULTS, stable, version, result)
+            return result
 
         # Streamlit keys a cache by module, qualified name and source: make each one distinct.
         keyed.__module__ = func.__module__
@@ -119,9 +147,11 @@ def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
         yield cur
 
 
-def _on_cursor(query: Callable[..., Any], **cache_options: Any) -> Callable[..., Any]:
+def _on_cursor(query: Callable[..., Any], *, kept: bool = False,
+               **cache_options: Any) -> Callable[..., Any]:
     """`query(con, *args)` run on a fresh cursor of the app's reader; cached per workspace
-    when `cache_options` are given (never for results that hold PII)."""
+    when `cache_options` are given (never for results that hold PII), and kept on disk too
+    with `kept`."""
     def run(*args: Any, **kwargs: Any) -> Any:
         with _cursor() as cur:
             return query(cur, *args, **kwargs)
@@ -129,15 +159,16 @@ def _on_cursor(query: Callable[..., Any], **cache_options: Any) -> Callable[...,
     run.__name__ = query.__name__
     run.__qualname__ = f"{query.__module__}.{query.__qualname__}"
     run.__doc__ = query.__doc__
-    return _per_workspace(**cache_options)(run) if cache_options else run
+    if not cache_options:
+        return run
+    returns = typing.get_type_hints(query).get("return") if kept else None
+    return _per_workspace(kept=kept, returns=returns, **cache_options)(run)
 
 
 def sample_seed() -> int:
-    """The seed for every sample the pages draw (FRAUDLENS_SEED, default 7)."""
-    try:
-        return int(os.environ.get("FRAUDLENS_SEED", "7"))
-    except ValueError:
-        return 7
+    """The seed for every sample the pages draw (FRAUDLENS_SEED, default 7): the one
+    `fraudlens precompute` keys its results with."""
+    return precompute.sample_seed()
 
 
 # --------------------------------------------------------------------------- what is loaded
@@ -157,10 +188,10 @@ def _schema(model_id: str) -> FeatureSchema:
     return info.schema if info else load_model(model_id).schema
 
 
-warehouse_summary = _on_cursor(warehouse_stats.warehouse_summary, ttl=_TTL)
-weekly_labels = _on_cursor(warehouse_stats.weekly_labels, ttl=_TTL)
-scored_counts = _on_cursor(warehouse_stats.scored_counts, ttl=_TTL)
-shap_coverage = _on_cursor(shap_store.coverage, ttl=_TTL)
+warehouse_summary = _on_cursor(warehouse_stats.warehouse_summary, kept=True, ttl=_TTL)
+weekly_labels = _on_cursor(warehouse_stats.weekly_labels, kept=True, ttl=_TTL)
+scored_counts = _on_cursor(warehouse_stats.scored_counts, kept=True, ttl=_TTL)
+shap_coverage = _on_cursor(shap_store.coverage, kept=True, ttl=_TTL)
 
 # --------------------------------------------------------------------------- cases
 
@@ -170,7 +201,7 @@ case_scores = _on_cursor(case_queries.case_scores, ttl=60, max_entries=256)
 timeline = _on_cursor(case_queries.account_timeline, ttl=60, max_entries=256)
 
 
-@_per_workspace(ttl=60, max_entries=64)
+@_per_workspace(kept=True, ttl=60, max_entries=64)
 def queue(model_id: str, since: date | None, until: date | None, min_score: float,
           max_score: float, countries: tuple[str, ...], min_amount: float | None,
           max_amount: float | None, limit: int = 200) -> pd.DataFrame:
@@ -215,7 +246,7 @@ def _case_explanation(model_id: str, transaction_id: str,
 # --------------------------------------------------------------------------- global patterns
 
 
-@_per_workspace(ttl=_TTL, max_entries=64)
+@_per_workspace(kept=True, ttl=_TTL, max_entries=64)
 def cohort_summary(model_id: str, cohort: Cohort) -> pd.DataFrame:
     """`shap_store.summary` for the cohort: exactly what `fraudlens export shap-summary`
     writes (feature, mean_abs_shap, mean_shap, rank, model, cohort, row_count)."""
@@ -267,7 +298,7 @@ def importance(model_id: str, cohort: Cohort, measure: str) -> ImportanceView:
     return importance_view(measure, cohort_summary(model_id, cohort), meanings)
 
 
-@_per_workspace(ttl=_TTL, max_entries=16)
+@_per_workspace(kept=True, ttl=_TTL, max_entries=16)
 def beeswarm_sample(model_id: str, cohort: Cohort, rows: int) -> tuple[pd.DataFrame,
                                                                       pd.DataFrame]:
     """A seeded sample of at most `rows` stored SHAP rows of the cohort and the feature
@@ -290,7 +321,7 @@ def cohort_explanation(model_id: str, cohort: Cohort, rows: int) -> Explanation 
     return sample_explanation(shap, feats, _schema(model_id))
 
 
-@_per_workspace(ttl=_TTL, max_entries=16)
+@_per_workspace(kept=True, ttl=_TTL, max_entries=16)
 def beeswarm_points(model_id: str, cohort: Cohort, rows: int, top: int = 10) -> pd.DataFrame:
     """Beeswarm rows (app.views.charts.beeswarm_data) for the cohort's `top` features by mean
     |SHAP| on a seeded sample of at most `rows` transactions."""
@@ -322,7 +353,7 @@ def strongest_partners(model_id: str, cohort: Cohort, rows: int) -> pd.DataFrame
     return strongest_interaction(matrix)
 
 
-@_per_workspace(ttl=_TTL, max_entries=32)
+@_per_workspace(kept=True, ttl=_TTL, max_entries=32)
 def dependence_points(model_id: str, cohort: Cohort, rows: int, feature: str,
                       color_by: str | None) -> pd.DataFrame | None:
     """Dependence-plot points (explainers.interactions.dependence_data) on the sample."""
@@ -334,28 +365,47 @@ def dependence_points(model_id: str, cohort: Cohort, rows: int, feature: str,
     return dependence_data(expl, feature, color_by=color_by, sample=None, seed=sample_seed())
 
 
+# --------------------------------------------------------------------------- pattern review
+
+last_full_week = _on_cursor(pattern_review.last_full_week, kept=True, ttl=_TTL)
+
 # --------------------------------------------------------------------------- monitoring
 
-segment_columns = _on_cursor(monitoring_queries.segment_columns, ttl=_TTL)
+segment_columns = _on_cursor(monitoring_queries.segment_columns, kept=True, ttl=_TTL)
 
 
-@_per_workspace(ttl=_TTL, max_entries=16)
-def monitoring_report(model_id: str, since: date | None, until: date | None,
-                      rules: MonitoringRules) -> monitoring.MonitoringReport:
-    """`monitoring.build_report` for the model: what `fraudlens monitor` writes."""
-    manifest = next(m for m in manifests() if m["model_id"] == model_id)
+def _manifest(model_id: str) -> dict[str, Any]:
+    return next(m for m in manifests() if m["model_id"] == model_id)
+
+
+def monitoring_kept(model_id: str, since: date | None, until: date | None,
+                    rules: MonitoringRules, version: str) -> report_cache.Kept | None:
+    """The report kept for the lake's data `version`, else the newest one kept for earlier
+    data, else None; never computes."""
+    return newest_kept(monitoring.KEPT_KIND, monitoring.MonitoringReport,
+                       monitoring.kept_parts(_manifest(model_id), rules, since, until), version)
+
+
+def monitoring_compute(model_id: str, since: date | None, until: date | None,
+                       rules: MonitoringRules, version: str,
+                       progress: Callable[[str], None] | None = None
+                       ) -> monitoring.MonitoringReport:
+    """Compute the report on the lake now and keep it for `version` (a first visit with
+    nothing kept, or a refresh); not cached here."""
     with _cursor() as cur:
-        return monitoring.kept_report(cur, workspace().path, data_version(), manifest, rules,
-                                      since, until)
+        report = monitoring.kept_report(cur, workspace().path, version, _manifest(model_id),
+                                        rules, since, until, progress=progress, refresh=True)
+    clear_kept()
+    return report
 
 
 @_per_workspace(ttl=_TTL, max_entries=32)
-def monitoring_segments(model_id: str, segment: str, since: date | None, until: date | None,
-                        rules: MonitoringRules) -> pd.DataFrame:
-    """The weekly performance table per value of `segment`."""
-    report = monitoring_report(model_id, since, until, rules)
+def monitoring_segments(model_id: str, segment: str, span: tuple[pd.Timestamp, pd.Timestamp],
+                        as_of: pd.Timestamp, rules: MonitoringRules) -> pd.DataFrame:
+    """The weekly performance table per value of `segment`, for the shown report's window
+    and label time (`report.span`, `report.as_of`)."""
     with _cursor() as cur:
-        return monitoring.segment_weekly(cur, model_id, segment, report)
+        return monitoring.segment_weekly_at(cur, model_id, segment, span, as_of, rules)
 
 
 # --------------------------------------------------------------------------- experiments
@@ -364,13 +414,24 @@ def monitoring_segments(model_id: str, segment: str, since: date | None, until: 
 experiment_names = _on_cursor(experiments.experiment_names, ttl=_TTL)
 
 
-@_per_workspace(ttl=_TTL, max_entries=16)
-def experiment_report(name: str, settings: experiments.ExperimentSettings
-                      ) -> experiments.ExperimentReport:
-    """The experiment's report: read from the JSON the cached job stored (`fraudlens
-    experiment`), else computed once and stored there for the next process."""
+def experiment_kept(name: str, settings: experiments.ExperimentSettings, version: str
+                    ) -> report_cache.Kept | None:
+    """The report kept for the lake's data `version`, else the newest one kept for earlier
+    data, else None; never computes."""
+    return newest_kept(experiments.KEPT_KIND, experiments.ExperimentReport,
+                       experiments.kept_parts(name, settings), version)
+
+
+def experiment_compute(name: str, settings: experiments.ExperimentSettings, version: str,
+                       progress: Callable[[str], None] | None = None
+                       ) -> experiments.ExperimentReport:
+    """Compute the report on the lake now and keep it for `version`; not cached here."""
     with _cursor() as cur:
-        return experiments.cached_report(cur, workspace().path, name, data_version(), settings)
+        report = experiments.build_report(cur, name, settings, data_version=version,
+                                          progress=progress)
+    experiments.keep_report(workspace().path, report)
+    clear_kept()
+    return report
 
 
 @_per_workspace(ttl=_TTL, max_entries=8)
@@ -384,15 +445,65 @@ def holdout_classifier_stats(model_ids: tuple[str, ...], settings: Any) -> tuple
 # --------------------------------------------------------------------------- kept on disk
 
 
-def kept_result(kind: str, cls: type[T], parts: tuple[object, ...],
-                build: Callable[[], T]) -> tuple[T, bool]:
-    """A deterministic result kept under the workspace, keyed by `parts` (checksums, the lake's
-    data version, settings): (result, True) when read back, else built, kept and (result,
-    False). Survives restarts; JSON and Parquet only, never pickle."""
-    folder = report_cache.cache_path(workspace().path, kind, *parts).with_suffix("")
-    kept = report_cache.read_result(folder, cls)
-    if kept is not None:
-        return kept, True
-    result = build()
-    report_cache.write_result(folder, result)
-    return result, False
+# a resource, not data: every run and session shares the one read-only report (no copy per run,
+# and the charts drawn from it are built once, see components.altair)
+@st.cache_resource(ttl=60, max_entries=32, show_spinner=False)
+def _newest_kept(path: str, kind: str, stable: tuple[object, ...], version: str,
+                 _cls: type) -> report_cache.Kept | None:
+    return report_cache.read_newest(path, kind, stable, _cls, version)
+
+
+def newest_kept(kind: str, cls: type, stable: tuple[object, ...], version: str
+                ) -> report_cache.Kept | None:
+    """A deterministic result kept under the workspace (`fraudlens precompute`, a command or
+    an earlier visit), keyed by `stable` (checksums, settings) and the lake's data version:
+    the one for `version` (`current`), else the newest kept for earlier data, else None.
+    Survives restarts; JSON and Parquet only, never pickle."""
+    return _newest_kept(str(workspace().path), kind, stable, version, cls)
+
+
+def clear_kept() -> None:
+    """Forget what `newest_kept` read: a result was just kept."""
+    _newest_kept.clear()
+
+
+# --------------------------------------------------------------------------- warm-up
+
+
+def warm_defaults() -> list[str]:
+    """Compute what the pages' first visits read with their default settings, for the lake's
+    current data version, through the caches above (so it is kept on disk): Home's summary,
+    each model's queue and Global Patterns' default cohort (summary, beeswarm, dependence),
+    Pattern Review's default week. Run by the server's warm-up and again when new data lands
+    (app.shell.serve); returns what it computed, for the log."""
+    done = []
+    summary = warehouse_summary()
+    weekly_labels()
+    counts = scored_counts()
+    coverage = shap_coverage()
+    done.append("home")
+    if summary.transactions == 0:
+        return done
+    last_full_week()
+    first, last = summary.first_event.date(), summary.last_event.date()
+    scored = set(counts["model_id"])
+    stored = set(coverage.loc[coverage["stored"] > 0, "model_id"])
+    for info in models():
+        if info.stage == "archived":
+            continue
+        model_id = info.model_id
+        if model_id in scored:
+            queue(model_id, max(first, last - timedelta(days=QUEUE_DAYS)), last, *QUEUE_BAND,
+                  (), None, None)
+        if model_id not in stored:
+            continue
+        cohort = cohort_of(first, last)
+        table = cohort_summary(model_id, cohort)
+        ranked = [f for f in table["feature"] if f in info.schema.names]
+        if not ranked:
+            continue
+        beeswarm_points(model_id, cohort, BEESWARM_ROWS)
+        if len(ranked) > 1:
+            dependence_points(model_id, cohort, DEPENDENCE_ROWS, ranked[0], ranked[1])
+        done.append(model_id)
+    return done

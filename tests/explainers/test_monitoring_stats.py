@@ -82,3 +82,12 @@ def test_expected_final_counts_the_fraud_still_to_come():
     assert expected == pytest.approx(20)
     assert recall == pytest.approx((5 + 10 * 0.8) / 20)
     assert all(math.isnan(x) for x in ms.expected_final_recall(3, 1, math.nan, 0.8))
+
+
+def test_a_week_without_scored_rows_has_no_metrics_instead_of_failing():
+    empty = np.zeros(0)
+    got = ms.binned_metrics(empty, empty, empty, k=10)
+    assert set(got) == {"roc_auc", "pr_auc", "recall_at_k", "precision_at_k"}
+    assert all(v.shape == (1,) and np.isnan(v[0]) for v in got.values())
+    boot = ms.binned_metrics(np.zeros((5, 0)), np.zeros((5, 0)), np.zeros((5, 0)), k=10)
+    assert all(v.shape == (5,) and np.isnan(v).all() for v in boot.values())

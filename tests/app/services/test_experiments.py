@@ -155,4 +155,4 @@ def test_the_command_lists_experiments_and_writes_the_report_and_csvs(exp_ws, tm
         journal.close()
     whats = {r for r in exports["details"] if '"what":"experiment' in r.replace(" ", "")}
     assert len(whats) == 3
-    assert list((exp_ws / ".cache" / "experiments").glob("*.json"))
+    assert list((exp_ws / ".cache" / "experiments").glob("*/*/result.json"))

@@ -293,7 +293,7 @@ def test_page_report_is_kept_across_restarts(monkeypatch: pytest.MonkeyPatch,
 
     first = _app(monkeypatch, workspace_copy)
     assert not first.exception, first.exception
-    kept = list((workspace_copy / ".cache" / "comparison").glob("*/result.json"))
+    kept = list((workspace_copy / ".cache" / "comparison").glob("*/*/result.json"))
     assert len(kept) == 1
     st.cache_data.clear()  # what a server restart loses
 
