@@ -21,9 +21,10 @@ $(WORKSPACE)/lake: | $(STAMP)
 
 demo: $(WORKSPACE)/lake
 
+# `streamlit run streamlit_app.py` after a warm-up (libraries, lake, models): app/shell/serve.py
 run: install demo
-	FRAUDLENS_WORKSPACE=$(WORKSPACE) FRAUDLENS_DEMO_MODE=1 $(VENV)/bin/streamlit run \
-	  streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT)
+	FRAUDLENS_WORKSPACE=$(WORKSPACE) FRAUDLENS_DEMO_MODE=1 $(PY) -m app.shell.serve \
+	  --server.address 127.0.0.1 --server.port $(PORT)
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
 browser:

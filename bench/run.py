@@ -6,7 +6,7 @@ import importlib
 import sys
 
 SUITES = ("bench.bench_explainers", "bench.bench_kernel", "bench.bench_store", "bench.bench_lake",
-          "bench.bench_pages", "bench.bench_ray")
+          "bench.bench_pages", "bench.bench_pages_browser", "bench.bench_ray")
 
 
 def main(argv: list[str]) -> int:

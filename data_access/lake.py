@@ -20,6 +20,7 @@ listing's fingerprint is the lake's data version, which caches put in their keys
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -43,7 +44,9 @@ HARDENED = {
     "autoinstall_known_extensions": False,
     "python_enable_replacements": False,
 }
+_LOG = logging.getLogger(__name__)
 REFRESH_S = 2.0  # a reader lists the lake at most this often; new data shows within seconds
+STALE_S = 3 * REFRESH_S  # a followed lake's requests list it themselves only when this old
 
 _STRING, _TIME, _FLOAT, _INT, _BOOL = "string", "timestamp", "float", "integer", "boolean"
 DATASETS: dict[str, dict[str, str]] = {
@@ -213,6 +216,7 @@ class Lake:
     def __init__(self, store: LakeStore) -> None:
         self.store = store
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self._listed_at = 0.0
         self.snapshot = LakeSnapshot("", {})
         self._datasets: dict[str, pads.Dataset] = {}
@@ -234,6 +238,32 @@ class Lake:
     @property
     def version(self) -> str:
         return self.snapshot.version
+
+    def listing_age(self) -> float:
+        """Seconds since the lake was last listed."""
+        return time.monotonic() - self._listed_at
+
+    def follow(self, every_s: float = REFRESH_S) -> threading.Thread:
+        """Re-list the lake every `every_s` seconds on a daemon thread, so a reader's requests
+        find the views current instead of listing (a walk, or S3 LIST calls) themselves. A
+        failed listing is logged and retried; the views keep serving the last snapshot, and a
+        request that finds the listing older than STALE_S lists itself and reports the
+        error. The thread ends when the lake is closed."""
+        def loop() -> None:
+            while not self._closed.wait(every_s):
+                try:
+                    self.refresh()
+                except Exception as exc:  # keep following; the next request reports it
+                    _LOG.warning("lake listing failed: %s", exc)
+
+        thread = threading.Thread(target=loop, name="fraudlens-lake-follow", daemon=True)
+        thread.start()
+        return thread
+
+    def refresh_if_stale(self) -> None:
+        """What a request does: list only when nobody (the follower) listed recently."""
+        if self.listing_age() >= STALE_S:
+            self.refresh()
 
     def refresh(self, *, force: bool = False) -> bool:
         """Re-list the lake if due; returns True when the data version changed."""
@@ -287,6 +317,7 @@ class Lake:
         self.store.publish(rel, table)
 
     def close(self) -> None:
+        self._closed.set()
         _BY_CONNECTION.pop(id(self.con), None)
         self.con.close()
 

@@ -78,7 +78,8 @@ def importance() -> None:
 @st.fragment
 def beeswarm() -> None:
     st.subheader("How values push scores (beeswarm)")
-    n = st.select_slider("Transactions sampled", [500, 1000, 2000, 5000], 1000, key="bee_n")
+    n = st.select_slider("Transactions sampled", [500, 1000, 2000, 5000], caches.BEESWARM_ROWS,
+                         key="bee_n")
     points = caches.beeswarm_points(model_id, cohort, n)
     st.caption(f"{min(n, rows):,} transactions (seeded sample) × the 10 most important "
                "features. Each dot is a transaction; colour is the feature's value from low "
@@ -106,12 +107,14 @@ def dependence() -> None:
         else:
             why = (f"the most important other feature ({feature} is not among the "
                    f"{caches.INTERACTION_TOP_K} features whose interactions are computed)")
-    points = caches.dependence_points(model_id, cohort, 1000, feature, partner)
+    points = caches.dependence_points(model_id, cohort, caches.DEPENDENCE_ROWS, feature,
+                                      partner)
     categorical = schema.feature(feature).is_categorical
     log_x = not categorical and st.toggle(
         "Log scale for the value (symlog: spreads skewed values such as account age; zero "
         "stays on the axis)", key="dep_log_x")
-    st.caption(md_escape(f"SHAP of {feature} against its value for 1,000 sampled transactions; "
+    st.caption(md_escape(f"SHAP of {feature} against its value for {caches.DEPENDENCE_ROWS:,} "
+                         "sampled transactions; "
                          f"colour is {partner}, {why}."))
     components.chart(charts.dependence_chart(
         points, feature, partner, categorical=categorical,

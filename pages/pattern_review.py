@@ -28,8 +28,7 @@ if not infos:
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 with c1:
     model_id = components.model_picker(infos, key="review_model")
-with lake_cursor() as cur:
-    default = pattern_review.last_full_week(cur)
+default = caches.last_full_week()
 if default is None:
     components.missing("The warehouse holds no transactions.", "fraudlens demo")
     st.stop()
@@ -87,10 +86,13 @@ for row in current.itertuples(index=False):
         m[3].metric("Alerts a day", f"{row.backtest_alerts_per_day:.1f}")
         st.code(row.rule, language=None)
         left, right = st.columns(2)
-        left.altair_chart(review_pack.drivers_chart(row.drivers_json), height=320,
-                          key=f"drv_{row.finding_id}")
-        right.altair_chart(review_pack.backtest_chart(row.backtest_daily_json), height=320,
-                           key=f"bt_{row.finding_id}")
+        with left:  # each chart built once per finding's content, then reused
+            components.altair(review_pack.drivers_chart, row.drivers_json,
+                              memo=(row.drivers_json,), height=320, key=f"drv_{row.finding_id}")
+        with right:
+            components.altair(review_pack.backtest_chart, row.backtest_daily_json,
+                              memo=(row.backtest_daily_json,), height=320,
+                              key=f"bt_{row.finding_id}")
         if isinstance(row.previous_finding_id, str) and row.previous_finding_id:
             st.text(f"Last week: {row.previous_finding_id} with {row.cases_previous_week} "
                     f"cases (similarity {row.similarity:.2f})"

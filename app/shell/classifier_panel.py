@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from app.services import pruning
-from app.shell import caches
+from app.shell import caches, components
 from app.shell.resources import data_version, lake_cursor, load_model, workspace
 from app.views import classifier_charts, pruning_report
 from explainers.classifier_stats import ClassifierStats
@@ -27,9 +27,14 @@ def classifier_panel(stats: Sequence[ClassifierStats], thresholds: Mapping[str, 
         st.info("No labelled rows to draw classifier statistics from yet.")
         return
     st.dataframe(classifier_charts.summary_table(stats, thresholds), hide_index=True)
+    memo = (key, tuple((s.model_id, s.rows, s.fraud, s.roc_auc, s.pr_auc) for s in stats),
+            data_version(),
+            tuple(sorted(thresholds.items())))
     left, right = st.columns(2)
-    left.altair_chart(classifier_charts.curve_chart(stats, "roc", thresholds), width="stretch")
-    right.altair_chart(classifier_charts.curve_chart(stats, "pr", thresholds), width="stretch")
+    for column, curve in ((left, "roc"), (right, "pr")):
+        with column:
+            components.altair(classifier_charts.curve_chart, stats, curve, thresholds,
+                              memo=(*memo, curve), width="stretch")
     ids = [s.model_id for s in stats]
     a, b = st.columns([2, 3])
     chosen = a.selectbox("Model", ids, key=f"{key}_model")
@@ -46,7 +51,7 @@ def classifier_panel(stats: Sequence[ClassifierStats], thresholds: Mapping[str, 
     m2.metric("Recall", "—" if confusion.recall != confusion.recall
               else f"{confusion.recall:.3f}")
     m3.metric("False-positive rate", f"{confusion.false_positive_rate:.4f}")
-    st.altair_chart(classifier_charts.decile_chart(stats), width="stretch")
+    components.altair(classifier_charts.decile_chart, stats, memo=memo, width="stretch")
     st.dataframe(classifier_charts.decile_table(picked), hide_index=True)
 
 
@@ -79,7 +84,7 @@ def pruning_section(model_ids: Sequence[str], sla_p99_ms: float) -> None:
                f"factor {c.factor:.2f}; load average {c.load_1m:.2f}); computed "
                f"{found.created_at}. ◆ marks the fewest trees within "
                f"{found.settings.tolerance:g} ROC AUC of the full model.")
-    st.altair_chart(pruning_report.frontier_chart(found), width="stretch")
+    components.altair(pruning_report.frontier_chart(found), width="stretch")
     st.dataframe(pruning_report.frontier_table(found), hide_index=True)
     for m in found.models:
         st.text(f"{m.model_id}: fraudlens models prune {m.model_id} --trees {m.smallest_within} "

@@ -55,7 +55,9 @@ def workspace() -> Workspace:
 
 @st.cache_resource(show_spinner=False)
 def _lake_at(path: str) -> Lake:
-    return Workspace.at(path).lake()
+    lake = Workspace.at(path).lake()
+    lake.follow()  # a daemon thread lists the lake; requests only read its snapshot
+    return lake
 
 
 @contextmanager
@@ -64,7 +66,7 @@ def lake_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
     the lake. DuckDB connections are not thread-safe, so the shared hardened connection (re-
     pointed at new files when the lake changed) is never handed out; every use gets a cursor."""
     lake = _lake_at(_workspace_path())
-    lake.refresh()
+    lake.refresh_if_stale()
     cur = cursor_for(lake.con)
     try:
         yield cur
@@ -75,7 +77,7 @@ def lake_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
 def data_version() -> str:
     """The lake's data version: part of every cached result's key, so new data shows at once."""
     lake = _lake_at(_workspace_path())
-    lake.refresh()
+    lake.refresh_if_stale()
     return lake.version
 
 

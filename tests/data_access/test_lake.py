@@ -65,6 +65,23 @@ def test_new_data_reaches_an_open_reader_without_a_restart(workspace_copy: Path)
     assert len(list(day.glob("*.parquet"))) == 1
 
 
+def test_a_followed_lake_picks_up_new_files_without_a_request_listing_it(workspace_copy: Path):
+    lake = Workspace(workspace_copy).lake()
+    before, version = _count(lake.con, "transactions"), lake.version
+    thread = lake.follow(every_s=0.2)
+    import_frames(Workspace(workspace_copy).lake(), _new_day(rows=700, prefix="F"))
+    deadline = time.monotonic() + 20
+    while lake.version == version and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lake.version != version  # nobody called refresh(): the follower did
+    assert _count(lake.con, "transactions") == before + 700
+    assert lake.listing_age() < 5
+    lake.refresh_if_stale()  # a request on a fresh listing lists nothing itself
+    lake.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 def test_reimporting_the_same_file_adds_nothing_and_writes_nothing(workspace_copy: Path):
     lake = Workspace(workspace_copy).lake()
     txns = _new_day(500)
