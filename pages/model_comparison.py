@@ -111,6 +111,16 @@ def _computed(path: str, refs: tuple[str, ...], shas: tuple[str, ...], ref: str,
     return report
 
 
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _waterfalls(path: str, version: str, model_ids: tuple[str, ...], shas: tuple[str, ...],
+                txn: str, label: float) -> comparison.CaseWaterfalls:
+    """Both models' waterfalls for one disagreement (amount, SHAP steps: no PII), per data
+    version and model checksums: selecting a row computes them once, not on every run."""
+    models = [load_model(m) for m in model_ids]
+    with lake_cursor() as cur:
+        return comparison.case_waterfalls(cur, models, txn, label)
+
+
 def _ask_recompute(parts: tuple, version: str) -> None:
     st.session_state["cmp_recompute"] = (parts, version, time.time())
 
@@ -249,17 +259,17 @@ rows = list(event.selection.rows) if event is not None else []
 if len(view):
     picked = view.iloc[rows[0] if rows else 0]
     txn = str(picked["transaction"])
-    pair_models = [load_model(pair.reference), load_model(pair.challenger)]
-    with lake_cursor() as cur:
-        case = comparison.case_waterfalls(cur, pair_models, txn,
-                                          {"fraud": 1.0, "legit": 0.0}.get(picked["label"],
-                                                                           float("nan")))
+    label = {"fraud": 1.0, "legit": 0.0}.get(picked["label"], float("nan"))
+    case = _waterfalls(str(workspace().path), version, (pair.reference, pair.challenger),
+                       tuple(workspace().registry.resolve(m).sha256
+                             for m in (pair.reference, pair.challenger)), txn, label)
     st.markdown(f"**{txn}** · ${case.amount_usd:,.2f} · label: {picked['label']}")
     for col, (model_id, steps) in zip(st.columns(2), case.steps, strict=True):
         with col:
             st.markdown(f"**{model_id}** (SHAP, log-odds; "
                         f"{dict(case.sources)[model_id]})")
-            components.altair(waterfall_chart(steps), width="stretch")
+            components.altair(waterfall_chart, steps, width="stretch",
+                              memo=(version, txn, model_id, dict(case.sources)[model_id]))
 
 classifier_panel.comparison_sections(report)  # classifier statistics, pruning frontier
 
