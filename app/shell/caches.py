@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.services import case, experiments, monitoring, overview, pattern_review, precompute
+from app.services import (
+    case,
+    experiments,
+    model_comparison,
+    monitoring,
+    overview,
+    pattern_review,
+    precompute,
+)
 from app.services.classifier import holdout_classifier_stats as _holdout_classifier_stats
 from app.services.cohort import (
     IMPORTANCE_MEASURES,
@@ -31,7 +39,7 @@ from app.services.cohort import (
     importance_view,
     sample_explanation,
 )
-from app.services.monitoring_rules import MonitoringRules
+from app.services.monitoring_rules import MonitoringRules, load_rules
 from app.services.overview import ModelInfo, model_statuses
 from app.shell.resources import data_version, lake_cursor, load_model, manifests, workspace
 from app.views import charts
@@ -45,6 +53,7 @@ from data_access import (
 )
 from data_access.shap_store import Cohort
 from data_access.warehouse_stats import WarehouseSummary
+from explainers.classifier_stats import ClassifierStats
 from explainers.explanation import Explanation
 from explainers.schema import FeatureSchema
 
@@ -399,7 +408,7 @@ def monitoring_compute(model_id: str, since: date | None, until: date | None,
     return report
 
 
-@_per_workspace(ttl=_TTL, max_entries=32)
+@_per_workspace(kept=True, ttl=_TTL, max_entries=32)
 def monitoring_segments(model_id: str, segment: str, span: tuple[pd.Timestamp, pd.Timestamp],
                         as_of: pd.Timestamp, rules: MonitoringRules) -> pd.DataFrame:
     """The weekly performance table per value of `segment`, for the shown report's window
@@ -434,7 +443,7 @@ def experiment_compute(name: str, settings: experiments.ExperimentSettings, vers
     return report
 
 
-@_per_workspace(ttl=_TTL, max_entries=8)
+@_per_workspace(kept=True, returns=tuple[ClassifierStats, ...], ttl=_TTL, max_entries=8)
 def holdout_classifier_stats(model_ids: tuple[str, ...], settings: Any) -> tuple:
     """ROC/PR curves, confusion tables and deciles on Model Comparison's matured holdout."""
     manifests = [workspace().registry.resolve(m) for m in model_ids]
@@ -506,4 +515,25 @@ def warm_defaults() -> list[str]:
         if len(ranked) > 1:
             dependence_points(model_id, cohort, DEPENDENCE_ROWS, ranked[0], ranked[1])
         done.append(model_id)
+    _warm_kept_views(summary)
     return done
+
+
+def _warm_kept_views(summary: WarehouseSummary) -> None:
+    """What Model Comparison and Monitoring draw beside their kept reports: the classifier
+    statistics of the default comparison and each live model's default segment table."""
+    infos = models()
+    candidates = tuple(model_comparison.default_candidates(infos))
+    if len(candidates) >= 2:
+        holdout_classifier_stats(candidates, model_comparison.default_settings(sample_seed()))
+    rules = load_rules(workspace().path)
+    version = data_version()
+    segments = segment_columns()
+    segment = "country" if "country" in segments else (segments[0] if segments else None)
+    first, last = monitoring.page_window(summary)
+    window = monitoring.kept_window(first, last, summary)
+    for info in infos:
+        kept = monitoring_kept(info.model_id, *window, rules, version) if segment else None
+        if kept is not None and kept.current:
+            report = kept.result
+            monitoring_segments(info.model_id, segment, report.span, report.as_of, rules)

@@ -38,9 +38,11 @@ def test_warm_defaults_keeps_every_models_default_views(ws: Path) -> None:
     assert done == ["home", *sorted(models, key=done.index)]
     assert set(done[1:]) == set(models)
     # home (4), pattern review's week, and per model: queue, cohort summary, the sample that
-    # beeswarm and dependence share, beeswarm points, dependence points
+    # beeswarm and dependence share, beeswarm points, dependence points; then the default
+    # comparison's classifier statistics and the segment columns (no monitoring report is
+    # kept in this copy, so no segment table)
     kept = list((ws / ".cache" / caches.PAGE_RESULTS).glob("*/*/result.json"))
-    assert len(kept) == 5 + 5 * len(models)
+    assert len(kept) == 5 + 5 * len(models) + 2
 
 
 def test_a_restarted_server_reads_kept_results_instead_of_scanning(
