@@ -482,9 +482,9 @@ def clear_kept() -> None:
 def warm_defaults() -> list[str]:
     """Compute what the pages' first visits read with their default settings, for the lake's
     current data version, through the caches above (so it is kept on disk): Home's summary,
-    each model's queue and Global Patterns' default cohort (summary, beeswarm, dependence),
-    Pattern Review's default week. Run by the server's warm-up and again when new data lands
-    (app.shell.serve); returns what it computed, for the log."""
+    each model's queue, similar-case pool and Global Patterns' default cohort (summary,
+    beeswarm, dependence), Pattern Review's default week. Run by the server's warm-up and
+    again when new data lands (app.shell.serve); returns what it computed, for the log."""
     done = []
     summary = warehouse_summary()
     weekly_labels()
@@ -511,6 +511,7 @@ def warm_defaults() -> list[str]:
         ranked = [f for f in table["feature"] if f in info.schema.names]
         if not ranked:
             continue
+        neighbour_pool(model_id)  # in memory only (arrays): the serving thread's pass fills it
         beeswarm_points(model_id, cohort, BEESWARM_ROWS)
         if len(ranked) > 1:
             dependence_points(model_id, cohort, DEPENDENCE_ROWS, ranked[0], ranked[1])
