@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,20 +31,20 @@ import pandas as pd
 
 from app.views.review_pack import review_pack_html
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes, write_csv
-from data_access.findings import FINDING_COLUMNS, backtest
+from data_access.findings import FINDING_COLUMNS, Backtest, backtests
 from data_access.review_queries import (
     AMOUNT_COLUMN,
     Window,
-    case_rows,
+    case_rows_of,
     feature_columns,
     last_full_week,
     other_rows,
-    stored_case_shap,
+    stored_shap_rows,
 )
 from explainers import clustering
 from explainers.frames import explain_frame
 from explainers.model import LoadedModel
-from explainers.rules import surrogate_rule
+from explainers.rules import Rule, RuleFrame, surrogate_rule
 from explainers.timeutil import to_utc
 
 __all__ = [
@@ -76,6 +78,9 @@ ANNOTATION_EXPORT_COLUMNS = ("annotation_title", "annotation_status", "annotatio
                              "annotation_notes", "annotation_author", "annotation_revision")
 ExplainRows = Callable[[pd.DataFrame], np.ndarray]  # cases -> SHAP values, schema order
 JSON_COLUMNS = ("rule_json", "drivers_json", "backtest_daily_json", "drift_json")
+# Rules are fitted on this many threads (the tree fit runs without the GIL); each rule is
+# seeded and fitted on its own, so the rules do not depend on the number of threads.
+RULE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def model_threshold(extra: Mapping[str, Any] | None) -> float:
@@ -92,15 +97,15 @@ def model_threshold(extra: Mapping[str, Any] | None) -> float:
 # --------------------------------------------------------------------------- mining
 
 
-def _case_shap(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window,
-               threshold: float, cases: pd.DataFrame,
+def _case_shap(model: LoadedModel, cases: pd.DataFrame, stored: pd.DataFrame | None,
                explain_rows: ExplainRows | None = None) -> tuple[np.ndarray, int]:
-    """SHAP rows for the cases (schema order): from the store, the rest explained now (by
+    """SHAP rows for the cases (schema order): from the store (`stored`: stored rows by
+    transaction_id, of these cases and maybe others), the rest explained now (by
     `explain_rows` when given, e.g. on a Ray cluster: same values, row for row)."""
     names = list(model.schema.names)
     values = pd.DataFrame(np.nan, index=cases["transaction_id"], columns=names)
-    got = stored_case_shap(con, model.key, names, window, threshold)
-    if got is not None:
+    if stored is not None:
+        got = stored[stored.index.isin(values.index)]
         values.loc[got.index, names] = got[names].to_numpy()
     todo = values.index[values.isna().any(axis=1)]
     if len(todo):
@@ -131,12 +136,25 @@ def _finding_id(model_id: str, window: Window, population: str, members: pd.Seri
         + "\n".join(sorted(members)).encode()).hexdigest()
     return "F" + digest[:10]
 
-def _cluster_window(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window,
-                    threshold: float, seed: int, features: list[str],
-                    explain_rows: ExplainRows | None = None
-                    ) -> tuple[dict[str, _Clusters], int]:
-    cases = case_rows(con, model.key, window, threshold, features)
-    shap, computed = _case_shap(con, model, window, threshold, cases, explain_rows)
+def _cluster_windows(con: duckdb.DuckDBPyConnection, model: LoadedModel,
+                     windows: list[Window], threshold: float, seed: int, features: list[str],
+                     say: Callable[[str], None], explain_rows: ExplainRows | None = None
+                     ) -> list[tuple[dict[str, _Clusters], int]]:
+    """Each window's populations clustered, and how many SHAP rows were computed for it: the
+    cases of all the windows read in one scan, their stored SHAP rows in one more."""
+    all_cases = case_rows_of(con, model.key, windows, threshold, features)
+    stored = stored_shap_rows(con, model.key, list(model.schema.names),
+                              [i for cases in all_cases for i in cases["transaction_id"]])
+    out = []
+    for i, (window, cases) in enumerate(zip(windows, all_cases, strict=True)):
+        say(f"clustering cases of {window.text()}" + (" for the comparison" if i else ""))
+        shap, computed = _case_shap(model, cases, stored, explain_rows)
+        out.append((_cluster_cases(model, window, seed, cases, shap), computed))
+    return out
+
+
+def _cluster_cases(model: LoadedModel, window: Window, seed: int, cases: pd.DataFrame,
+                   shap: np.ndarray) -> dict[str, _Clusters]:
     out = {}
     for population in POPULATIONS:
         rows = np.flatnonzero(cases["population"].to_numpy() == population)
@@ -147,7 +165,7 @@ def _cluster_window(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: 
                                 sub["transaction_id"][clusters.labels == c])
                     for c in range(clusters.k))
         out[population] = _Clusters(population, sub, values, clusters, ids)
-    return out, computed
+    return out
 
 @dataclass(frozen=True, eq=False)
 class MiningResult:
@@ -178,13 +196,20 @@ def _round(value: float, digits: int = 6) -> float:
 
 
 def _records(frame: pd.DataFrame) -> str:
-    out = frame.copy()
-    for col in out.columns:
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = out[col].map(lambda v: _round(v) if math.isfinite(v) else None)
+    """The frame as JSON records: floats rounded (non-finite ones as null), days as text.
+    Built from plain Python lists (the frames are small; pandas per cell is the slow part)."""
+    cols = list(frame.columns)
+    values = []
+    for col in cols:
+        series = frame[col]
+        if pd.api.types.is_float_dtype(series):
+            values.append([_round(v) if math.isfinite(v) else None for v in series.to_numpy()])
         elif col == "day":
-            out[col] = out[col].astype(str)
-    return json.dumps(out.to_dict(orient="records"), sort_keys=True, allow_nan=False)
+            values.append(series.astype(str).tolist())
+        else:
+            values.append(series.tolist())
+    return json.dumps([dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)],
+                      sort_keys=True, allow_nan=False)
 
 
 def mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, *, seed: int = 7,
@@ -209,7 +234,7 @@ class _RuleData:
 
     all_cases: pd.DataFrame
     background: pd.DataFrame
-    fit_frame: pd.DataFrame
+    fit_frame: RuleFrame
     weight: np.ndarray
     features: list[str]
 
@@ -229,21 +254,26 @@ def _drift_text(drift: pd.DataFrame | None) -> str:
                                                       strict=True))
 
 
-def _current_finding(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window,
-                     seed: int, cur: _Clusters, prev: _Clusters, m: Any, reps: list[Any],
-                     dist: np.ndarray, data: _RuleData) -> tuple[dict[str, Any], pd.DataFrame]:
+def _finding_rule(model: LoadedModel, seed: int, cur: _Clusters, c: int,
+                  data: _RuleData) -> Rule:
+    """The surrogate rule that picks cluster `c`'s cases out of the window."""
+    sub = cur.cases[cur.clustering.labels == c]
+    target = np.concatenate([
+        data.all_cases["transaction_id"].isin(sub["transaction_id"]).to_numpy(),
+        np.zeros(len(data.background), dtype=bool)])
+    return surrogate_rule(data.fit_frame, target, model.schema, seed=seed,
+                          weights=data.weight)
+
+
+def _current_finding(model: LoadedModel, cur: _Clusters, prev: _Clusters, m: Any,
+                     reps: list[Any], dist: np.ndarray, rule: Rule,
+                     bt: Backtest) -> tuple[dict[str, Any], pd.DataFrame]:
     """One current finding's row (findings_table's columns) and its members."""
     names = list(model.schema.names)
     c = m.current
     in_c = cur.clustering.labels == c
     sub = cur.cases[in_c]
     fid = cur.ids[c]
-    target = np.concatenate([
-        data.all_cases["transaction_id"].isin(sub["transaction_id"]).to_numpy(),
-        np.zeros(len(data.background), dtype=bool)])
-    rule = surrogate_rule(data.fit_frame, target, model.schema, seed=seed,
-                                     weights=data.weight)
-    bt = backtest(con, rule.conditions, data.features, window.since, window.until)
     drivers = clustering.drivers(cur.shap[in_c], names)
     drift = None
     if m.previous is not None:
@@ -291,7 +321,17 @@ def _rule_data(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Windo
                            background[["transaction_id", *features]]], ignore_index=True)
     weight = np.concatenate([np.ones(len(all_cases)), np.full(
         len(background), background_total / len(background) if len(background) else 0.0)])
-    return _RuleData(all_cases, background, fit_frame, weight, features), background_total
+    return _RuleData(all_cases, background, RuleFrame(fit_frame, model.schema), weight,
+                     features), background_total
+
+
+def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+    """[fn(item) for item in items], on up to `threads` threads; results in order."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)),
+                            thread_name_prefix="fraudlens-rules") as pool:
+        return list(pool.map(fn, items))
 
 
 def _member_frame(members: list[pd.DataFrame]) -> pd.DataFrame:
@@ -309,18 +349,15 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     features = feature_columns(con, model.schema.names)
     names = list(model.schema.names)
-    say(f"clustering cases of {window.text()}")
-    now, computed = _cluster_window(con, model, window, threshold, seed, features,
-                                    explain_rows)
-    say(f"clustering cases of {window.previous().text()} for the comparison")
-    before, computed_before = _cluster_window(con, model, window.previous(), threshold, seed,
-                                              features, explain_rows)
+    (now, computed), (before, computed_before) = _cluster_windows(
+        con, model, [window, window.previous()], threshold, seed, features, say, explain_rows)
     say("fitting a rule per finding and backtesting it")
     data, background_total = _rule_data(con, model, window, threshold, features, now,
                                         background_rows, seed)
     rows: list[dict[str, Any]] = []
     members: list[pd.DataFrame] = []
     gone: list[dict[str, Any]] = []
+    todo: list[tuple[_Clusters, _Clusters, Any, list[Any], np.ndarray]] = []
     for population in POPULATIONS:
         cur, prev = now[population], before[population]
         cl, pcl = cur.clustering, prev.clustering
@@ -333,10 +370,16 @@ def _mine(con: duckdb.DuckDBPyConnection, model: LoadedModel, window: Window, se
                 continue
             if cl.sizes()[m.current] < MIN_FINDING_CASES:
                 continue
-            row, found = _current_finding(con, model, window, seed, cur, prev, m, reps, dist,
-                                          data)
-            rows.append(row)
-            members.append(found)
+            todo.append((cur, prev, m, reps, dist))
+    found_rules = _map(lambda job: _finding_rule(model, seed, job[0], job[2].current, data),
+                       todo, RULE_THREADS)
+    # every rule replayed in one scan of the backtest span
+    replays = backtests(con, [rule.conditions for rule in found_rules], data.features,
+                        window.since, window.until)
+    for (cur, prev, m, reps, dist), rule, bt in zip(todo, found_rules, replays, strict=True):
+        row, found = _current_finding(model, cur, prev, m, reps, dist, rule, bt)
+        rows.append(row)
+        members.append(found)
     table = findings_table(rows, gone, model.key, window, threshold, seed)
     counts = {f"{p}_cases": len(now[p].cases) for p in POPULATIONS}
     counts.update({f"{p}_cases_previous": len(before[p].cases) for p in POPULATIONS})
