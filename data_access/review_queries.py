@@ -22,7 +22,7 @@ from explainers.timeutil import to_utc
 
 __all__ = ["AMOUNT_COLUMN", "Window", "case_rows", "case_rows_of", "feature_columns",
            "last_full_week",
-           "other_rows", "stored_case_shap", "stored_shap_rows"]
+           "other_rows", "stored_shap_rows"]
 
 AMOUNT_COLUMN = "amount_usd"
 
@@ -214,32 +214,9 @@ def other_rows(con: duckdb.DuckDBPyConnection, model_id: str, window: Window,
 
 
 
-def stored_case_shap(con: duckdb.DuckDBPyConnection, model_id: str, names: list[str],
-                     window: Window, threshold: float) -> pd.DataFrame | None:
-    """The window's cases' stored SHAP rows, indexed by transaction_id (text), one column per
-    feature; None when the model has no store or it holds other features."""
-    stored = stored_table(con, model_id)
-    if stored is None:
-        return None
-    table, store_names = stored
-    if list(store_names) != names:
-        return None
-    cols = ", ".join(f"s.{quote_ident(n)}" for n in names)
-    got = fetch_df(
-        con,
-        f"SELECT s.transaction_id, {cols} FROM {quote_ident(table)} s "
-        "JOIN transactions t ON t.transaction_id = s.transaction_id "
-        "JOIN scores sc ON sc.transaction_id = s.transaction_id AND sc.model_id = ? "
-        "LEFT JOIN labels l ON l.transaction_id = s.transaction_id "
-        f"WHERE t.event_time >= ? AND t.event_time < ? AND {_IS_CASE}",
-        _window_params(model_id, window, threshold))
-    got["transaction_id"] = got["transaction_id"].astype(str)
-    return got.set_index("transaction_id")
-
-
 def stored_shap_rows(con: duckdb.DuckDBPyConnection, model_id: str, names: list[str],
                      transaction_ids: Sequence[str]) -> pd.DataFrame | None:
-    """`stored_case_shap` for cases already known: the stored SHAP rows of these transactions
+    """The cases' stored SHAP rows: those of these transactions
     (ids as one list parameter; their range lets the scan skip files of other days), indexed
     by transaction_id (text); None when the model has no store or it holds other features."""
     stored = stored_table(con, model_id)

@@ -62,18 +62,8 @@ except FraudLensError as exc:
     st.code(str(exc), language=None)
     st.stop()
 memo = ("experiment", name, kept.data_version, str(kept.written_at), repr(settings))
-age, refresh = st.columns([4, 1], vertical_alignment="center")
-if kept.current:
-    age.text(f"Computed at {kept.age_text()} on the lake's current data; kept until the data "
-             "or the experiment changes.")
-    refresh.button("Recompute", icon=":material/refresh:", key="exp_refresh",
-                   on_click=_ask_recompute, args=(key,))
-else:
-    age.warning(f"Showing the report computed at {kept.age_text()}. The lake has changed "
-                "since (new data), so its numbers may be out of date.",
-                icon=":material/history:")
-    refresh.button("Recompute on current data", icon=":material/refresh:", key="exp_refresh",
-                   on_click=_ask_recompute, args=(key,))
+components.kept_notice(kept, until="the data or the experiment changes", key="exp_refresh",
+                       on_click=_ask_recompute, args=(key,))
 st.text(f"{report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (UTC) · labels as of "
         f"{report.as_of:%Y-%m-%d %H:%M} UTC · transactions up to {report.mature_until:%Y-%m-%d} "
         f"(matured, {report.settings.maturity_days} days) · control: {report.control}")

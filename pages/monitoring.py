@@ -73,18 +73,8 @@ memo = ("monitoring", model_id, kept.data_version, str(kept.written_at), str(win
         repr(rules))
 st.text(f"{report.model_id} · labels as of {report.as_of:%Y-%m-%d %H:%M} UTC · reference: "
         f"{report.reference.basis}")
-age, refresh = st.columns([4, 1], vertical_alignment="center")
-if kept.current:
-    age.text(f"Computed at {kept.age_text()} on the lake's current data; kept until the data, "
-             "the model, the dates or the rules change.")
-    refresh.button("Recompute", icon=":material/refresh:", key="monitor_refresh",
-                   on_click=_ask_recompute, args=(key,))
-else:
-    age.warning(f"Showing the report computed at {kept.age_text()}. The lake has changed "
-                "since (new data), so its numbers may be out of date.",
-                icon=":material/history:")
-    refresh.button("Recompute on current data", icon=":material/refresh:",
-                   key="monitor_refresh", on_click=_ask_recompute, args=(key,))
+components.kept_notice(kept, until="the data, the model, the dates or the rules change",
+                       key="monitor_refresh", on_click=_ask_recompute, args=(key,))
 for warning in report.warnings:
     st.text(f"Note: {warning}")
 

@@ -35,6 +35,7 @@ __all__ = [
     "case_url",
     "chart",
     "for_display",
+    "kept_notice",
     "list_config",
     "missing",
     "model_label",
@@ -79,6 +80,23 @@ def altair(chart: Any, *args: Any, memo: tuple | None = None, **options: Any) ->
                 while len(_SPECS) > SPECS_KEPT:
                     _SPECS.popitem(last=False)
     st.vega_lite_chart(json.loads(text), **options)
+
+
+def kept_notice(kept: Any, *, until: str, key: str, on_click: Any, args: tuple) -> None:
+    """A kept report's age and its recompute button: "Computed at … on the lake's current
+    data; kept until {until}." when it is for the current data, else a warning that the lake
+    has changed since and a "Recompute on current data" button."""
+    age, refresh = st.columns([4, 1], vertical_alignment="center")
+    if kept.current:
+        age.text(f"Computed at {kept.age_text()} on the lake's current data; kept until "
+                 f"{until}.")
+        label = "Recompute"
+    else:
+        age.warning(f"Showing the report computed at {kept.age_text()}. The lake has changed "
+                    "since (new data), so its numbers may be out of date.",
+                    icon=":material/history:")
+        label = "Recompute on current data"
+    refresh.button(label, icon=":material/refresh:", key=key, on_click=on_click, args=args)
 
 
 def chart(spec: charts.ChartSpec, *, key: str | None = None) -> None:
