@@ -14,7 +14,7 @@ import functools
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, TypeVar, cast
 
 import duckdb
@@ -25,7 +25,6 @@ import streamlit as st
 from app.services import (
     case,
     experiments,
-    model_comparison,
     monitoring,
     overview,
     pattern_review,
@@ -39,7 +38,7 @@ from app.services.cohort import (
     importance_view,
     sample_explanation,
 )
-from app.services.monitoring_rules import MonitoringRules, load_rules
+from app.services.monitoring_rules import MonitoringRules
 from app.services.overview import ModelInfo, model_statuses
 from app.shell.resources import data_version, lake_cursor, load_model, manifests, workspace
 from app.views import charts
@@ -97,7 +96,6 @@ __all__ = [
     "timeline",
     "transaction",
     "warehouse_summary",
-    "warm_defaults",
     "weekly_labels",
 ]
 
@@ -474,67 +472,3 @@ def newest_kept(kind: str, cls: type, stable: tuple[object, ...], version: str
 def clear_kept() -> None:
     """Forget what `newest_kept` read: a result was just kept."""
     _newest_kept.clear()
-
-
-# --------------------------------------------------------------------------- warm-up
-
-
-def warm_defaults() -> list[str]:
-    """Compute what the pages' first visits read with their default settings, for the lake's
-    current data version, through the caches above (so it is kept on disk): Home's summary,
-    each model's queue, similar-case pool and Global Patterns' default cohort (summary,
-    beeswarm, dependence), Pattern Review's default week. Run by the server's warm-up and
-    again when new data lands (app.shell.serve); returns what it computed, for the log."""
-    done = []
-    summary = warehouse_summary()
-    weekly_labels()
-    counts = scored_counts()
-    coverage = shap_coverage()
-    done.append("home")
-    if summary.transactions == 0:
-        return done
-    last_full_week()
-    first, last = summary.first_event.date(), summary.last_event.date()
-    scored = set(counts["model_id"])
-    stored = set(coverage.loc[coverage["stored"] > 0, "model_id"])
-    for info in models():
-        if info.stage == "archived":
-            continue
-        model_id = info.model_id
-        if model_id in scored:
-            queue(model_id, max(first, last - timedelta(days=QUEUE_DAYS)), last, *QUEUE_BAND,
-                  (), None, None)
-        if model_id not in stored:
-            continue
-        cohort = cohort_of(first, last)
-        table = cohort_summary(model_id, cohort)
-        ranked = [f for f in table["feature"] if f in info.schema.names]
-        if not ranked:
-            continue
-        neighbour_pool(model_id)  # in memory only (arrays): the serving thread's pass fills it
-        beeswarm_points(model_id, cohort, BEESWARM_ROWS)
-        if len(ranked) > 1:
-            dependence_points(model_id, cohort, DEPENDENCE_ROWS, ranked[0], ranked[1])
-        done.append(model_id)
-    _warm_kept_views(summary)
-    return done
-
-
-def _warm_kept_views(summary: WarehouseSummary) -> None:
-    """What Model Comparison and Monitoring draw beside their kept reports: the classifier
-    statistics of the default comparison and each live model's default segment table."""
-    infos = models()
-    candidates = tuple(model_comparison.default_candidates(infos))
-    if len(candidates) >= 2:
-        holdout_classifier_stats(candidates, model_comparison.default_settings(sample_seed()))
-    rules = load_rules(workspace().path)
-    version = data_version()
-    segments = segment_columns()
-    segment = "country" if "country" in segments else (segments[0] if segments else None)
-    first, last = monitoring.page_window(summary)
-    window = monitoring.kept_window(first, last, summary)
-    for info in infos:
-        kept = monitoring_kept(info.model_id, *window, rules, version) if segment else None
-        if kept is not None and kept.current:
-            report = kept.result
-            monitoring_segments(info.model_id, segment, report.span, report.as_of, rules)

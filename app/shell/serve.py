@@ -3,7 +3,7 @@ does). It is `streamlit run streamlit_app.py` after a warm-up, so the first anal
 start does not pay for it: the model libraries are imported (xgboost, catboost, scikit-learn
 and scipy take ~3 s on 2 cores), the workspace, its lake (listing, footer checks, views) and the
 journal are opened, every registered model is loaded and verified, and the pages' default views
-are computed for the lake's data version (kept on disk, `caches.warm_defaults`), all before the
+are computed for the lake's data version (kept on disk, `warm.warm_defaults`), all before the
 server answers its health check. While it serves, new data in the lake is warmed the same way on
 a background thread, so the first visit after an import reads results instead of scanning.
 A warm-up failure is logged and the server starts anyway; the pages then show the problem as
@@ -38,7 +38,7 @@ def warm_up() -> float:
             importlib.import_module(name)
         except ImportError as exc:
             _LOG.warning("warm-up: %s not imported: %s", name, exc)
-    from app.shell import caches, resources  # streamlit's caches work before the server starts
+    from app.shell import resources, warm  # streamlit's caches work before the server starts
 
     try:
         resources.workspace()
@@ -47,7 +47,7 @@ def warm_up() -> float:
         for manifest in resources.workspace().registry.list():
             if manifest.stage != "archived":
                 resources.load_model(manifest.key)
-        caches.warm_defaults()
+        warm.warm_defaults()
     except Exception as exc:  # the pages report it on their first run
         _LOG.warning("warm-up stopped early: %s", exc)
     return time.perf_counter() - t0
@@ -55,10 +55,10 @@ def warm_up() -> float:
 
 def follow_new_data(every_s: float = 2.0) -> threading.Thread:
     """When new data lands in the lake, compute the pages' default views for it at once on a
-    daemon thread (`caches.warm_defaults`), so the next analyst reads them instead of waiting
+    daemon thread (`warm.warm_defaults`), so the next analyst reads them instead of waiting
     for the scans. One pass at a time; a pass that fails is logged and retried on the next
     change."""
-    from app.shell import caches, resources
+    from app.shell import resources, warm
 
     def loop() -> None:
         warmed = None
@@ -68,7 +68,7 @@ def follow_new_data(every_s: float = 2.0) -> threading.Thread:
                 version = resources.data_version()
                 if version != warmed:
                     t = time.perf_counter()
-                    done = caches.warm_defaults()
+                    done = warm.warm_defaults()
                     warmed = version
                     _LOG.info("new data: warmed %s in %.1fs", ", ".join(done),
                               time.perf_counter() - t)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from app.shell import caches, resources, serve
+from app.shell import caches, resources, serve, warm
 from data_access.warehouse import import_frames
 from data_access.workspace import Workspace
 from jobs import demo_world
@@ -33,7 +33,7 @@ def _kept_files(path: Path) -> set[str]:
 
 
 def test_warm_defaults_keeps_every_models_default_views(ws: Path) -> None:
-    done = caches.warm_defaults()
+    done = warm.warm_defaults()
     models = [m.key for m in Workspace(ws).registry.list() if m.stage != "archived"]
     assert done == ["home", *sorted(models, key=done.index)]
     assert set(done[1:]) == set(models)
