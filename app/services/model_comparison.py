@@ -16,19 +16,18 @@ import numpy as np
 import pandas as pd
 
 from app.services.case import case_explanation, waterfall_steps
+from app.services.comparison_attributions import FEATURE_SAMPLE, holdout_attributions
 from app.views.comparison_report import report_html
-from data_access import report_cache, shap_store
+from data_access import report_cache
 from data_access.case_queries import AMOUNT_COLUMN, transaction_row
 from data_access.cohort_queries import feature_rows
 from data_access.exports import BeforeCommit, ExportResult, atomic_write_bytes
 from data_access.holdout import candidate_rows, labels_as_of, newest_label_time, rows_until
 from data_access.registry import Manifest, ModelRegistry
-from data_access.shap_store import Cohort
 from data_access.warehouse import table_columns
 from explainers import comparison_stats as cmp
 from explainers import review_cost
 from explainers.errors import ValidationError
-from explainers.frames import explain_frame
 from explainers.latency import LatencyMeasurement, Sla, measure_latency
 from explainers.model import LoadedModel
 from explainers.timeutil import to_utc
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 LatencyFn = Callable[[LoadedModel, Manifest, pd.DataFrame], LatencyMeasurement]
-FEATURE_SAMPLE = 20_000  # holdout rows whose features are read (attributions, timing)
 TIMING_ROWS = 1_000
 
 
@@ -190,56 +188,6 @@ def _as_of(con: duckdb.DuckDBPyConnection, chosen: date | None) -> pd.Timestamp:
     return labels_as_of(con, chosen, "there is nothing to judge models on")
 
 
-def _attributions(con: duckdb.DuckDBPyConnection, model: LoadedModel, holdout: pd.DataFrame,
-                  features: pd.DataFrame, settings: ComparisonSettings
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """SHAP values for holdout rows (transaction_id + features) from the store, or computed
-    now on a seeded sample; with the matching feature rows and where they came from."""
-    names = model.schema.names
-    if shap_store.stored_table(con, model.key) is not None:
-        cohort = Cohort(since=holdout["event_time"].min(),
-                        until=holdout["event_time"].max() + pd.Timedelta(microseconds=1))
-        stored = shap_store.values(con, model.key, cohort, limit=4 * FEATURE_SAMPLE,
-                                   sample_seed=settings.seed)
-        if not stored.empty:
-            stored["transaction_id"] = stored["transaction_id"].astype(str)
-            stored = stored.merge(features[["transaction_id"]], on="transaction_id")
-        if len(stored):
-            rows = features.merge(stored[["transaction_id"]], on="transaction_id")
-            return (stored[["transaction_id", *names]], rows,
-                    f"SHAP store, {len(stored):,} holdout rows")
-    sample = features.sample(n=min(settings.shap_sample, len(features)),
-                             random_state=settings.seed).sort_values("transaction_id")
-    expl = explain_frame(model, sample)
-    values = pd.DataFrame(np.asarray(expl.values), columns=list(expl.feature_names))
-    values.insert(0, "transaction_id", sample["transaction_id"].to_numpy())
-    return values, sample, (f"computed now on a seeded sample of {len(sample):,} holdout rows "
-                            "(nothing stored for this model)")
-
-
-def _numeric(model: LoadedModel) -> list[str]:
-    return [f.name for f in model.schema.features if not f.is_categorical]
-
-
-def _summaries(shap: pd.DataFrame, rows: pd.DataFrame, model: LoadedModel,
-               segment: str | None, seg_of: pd.Series | None) -> dict[str | None, pd.DataFrame]:
-    """Attribution summaries overall (key None) and per segment value."""
-    names = model.schema.names
-    merged = shap.merge(rows, on="transaction_id", suffixes=("", "__value"))
-    values = merged[[f"{n}__value" for n in names]].set_axis(names, axis=1)
-    out = {None: cmp.attribution_summary(merged[names].to_numpy(), values, names,
-                                         _numeric(model))}
-    if segment and seg_of is not None:
-        seg = merged["transaction_id"].map(seg_of)
-        for level in sorted(seg.dropna().unique()):
-            on = (seg == level).to_numpy()
-            out[str(level)] = cmp.attribution_summary(merged.loc[on, names].to_numpy(),
-                                                      values.loc[on], names, _numeric(model))
-            out[str(level)]["rows"] = int(on.sum())
-    out[None]["rows"] = len(merged)
-    return out
-
-
 def case_waterfalls(con: duckdb.DuckDBPyConnection, models: Sequence[LoadedModel],
                     transaction_id: str, is_fraud: float = np.nan,
                     top_n: int = 8) -> CaseWaterfalls:
@@ -374,30 +322,6 @@ def _timings(models: Sequence[LoadedModel], manifests: Sequence[Manifest],
     return timings
 
 
-def _all_attributions(con: duckdb.DuckDBPyConnection, models: Sequence[LoadedModel],
-                      holdout: pd.DataFrame, features: pd.DataFrame, segment: str | None,
-                      settings: ComparisonSettings, warnings: list[str]
-                      ) -> tuple[dict[str, dict[str | None, pd.DataFrame]],
-                                 list[tuple[str, str]], pd.DataFrame]:
-    """Per model: attribution summaries (overall and per segment value), where the SHAP
-    values came from, and all of it as one tidy frame."""
-    seg_of = holdout.set_index("transaction_id")["segment"] if segment else None
-    summaries, sources, attribution_rows = {}, [], []
-    for model in models:
-        shap, rows, source = _attributions(con, model, holdout, features, settings)
-        summaries[model.key] = _summaries(shap, rows, model, segment, seg_of)
-        sources.append((model.key, source))
-        for level, frame in summaries[model.key].items():
-            attribution_rows.append(frame.assign(model=model.key, segment=segment or "",
-                                                 segment_value=level or "(all)"))
-        if source.startswith("computed"):
-            warnings.append(f"{model.key}: attributions {source}.")
-    attributions = pd.concat(attribution_rows, ignore_index=True)[
-        ["model", "segment", "segment_value", "feature", "mean_abs_shap", "mean_shap",
-         "direction", "rank", "rows"]]
-    return summaries, sources, attributions
-
-
 def _pairs(pool: pd.DataFrame, ids: list[str], reference: str,
            summaries: dict[str, dict[str | None, pd.DataFrame]], scored: _Scores,
            summary: HoldoutSummary, segment: str | None,
@@ -472,7 +396,7 @@ def build_report(con: duckdb.DuckDBPyConnection, manifests: Sequence[Manifest],
     timings = _timings(models, manifests, features, latency, settings, say)
 
     say("comparing attributions")
-    summaries, sources, attributions = _all_attributions(con, models, h.frame, features,
+    summaries, sources, attributions = holdout_attributions(con, models, h.frame, features,
                                                          segment, settings, warnings)
     pairs = _pairs(h.pool, ids, reference, summaries, scored, h.summary, segment, settings)
     case_list = _disagreement_cases(con, models, pairs, settings, say)
