@@ -106,8 +106,11 @@ def choose(page: Page, combobox: Locator, option: str, attempts: int = 5) -> Non
 
 
 def grid_rows(frame: Locator) -> list[list[str]]:
-    """The cells an st.dataframe exposes to assistive technology, row by row (header first)."""
-    expect(frame.locator("td").first).to_be_attached()
+    """The cells an st.dataframe exposes to assistive technology, row by row (header first).
+
+    The grid fills its accessible table after its first paint, which lags the script run on
+    a loaded machine, hence the page-load timeout rather than Playwright's 5 s default."""
+    expect(frame.locator("td").first).to_be_attached(timeout=PAGE_LOAD_MS)
     rows = frame.locator("tr")
     return [[c.strip() for c in rows.nth(i).locator("th, td").all_inner_texts()]
             for i in range(rows.count())]
@@ -289,6 +292,7 @@ def test_ml_engineer_compares_the_two_candidates(browser_page: Page, demo_app, s
     candidates = page.get_by_test_id("stMultiSelect").filter(has_text="Candidates")
     expect(page.get_by_role("heading", name="Where the models disagree")).to_be_visible(
         timeout=COMPARE_LOAD_MS)
+    settle(page, COMPARE_LOAD_MS)  # the page is still drawing its later sections
     chosen = MODEL_ID.findall(candidates.inner_text())
     assert len(chosen) == 2, candidates.inner_text()
 
