@@ -25,18 +25,19 @@ class PageSpec:
 
 
 PAGES = (
-    PageSpec("pages/home.py", "Home", ":material/home:", "home", "cases"),
-    PageSpec("pages/case_explorer.py", "Case Explorer", ":material/search:", "cases", "cases"),
-    PageSpec("pages/global_patterns.py", "Global Patterns", ":material/explore:", "patterns",
+    PageSpec("app_pages/home.py", "Home", ":material/home:", "home", "cases"),
+    PageSpec("app_pages/case_explorer.py", "Case Explorer", ":material/search:", "cases", "cases"),
+    PageSpec("app_pages/global_patterns.py", "Global Patterns", ":material/explore:", "patterns",
              "patterns"),
-    PageSpec("pages/model_comparison.py", "Model Comparison", ":material/compare_arrows:",
+    PageSpec("app_pages/model_comparison.py", "Model Comparison", ":material/compare_arrows:",
              "compare", "compare"),
-    PageSpec("pages/pattern_review.py", "Pattern Review", ":material/hub:", "review",
+    PageSpec("app_pages/pattern_review.py", "Pattern Review", ":material/hub:", "review",
              "review"),
-    PageSpec("pages/monitoring.py", "Monitoring", ":material/monitoring:", "monitoring",
+    PageSpec("app_pages/monitoring.py", "Monitoring", ":material/monitoring:", "monitoring",
              "patterns"),
-    PageSpec("pages/experiments.py", "Experiments", ":material/science:", "experiments", "compare"),
-    PageSpec("pages/audit_trail.py", "Audit Trail", ":material/shield:", "audit", "audit"),
+    PageSpec("app_pages/experiments.py", "Experiments", ":material/science:", "experiments",
+             "compare"),
+    PageSpec("app_pages/audit_trail.py", "Audit Trail", ":material/shield:", "audit", "audit"),
 )
 
 # Page icons are Streamlit's bundled Material Symbols (emoji render as boxes in a browser
@@ -56,7 +57,7 @@ principal = current_principal()
 if principal is None:
     # Only the sign-in page exists for an anonymous visitor: a deep link to any page renders it
     # too (hidden aliases, so the browser is not told "page not found").
-    sign_in = HERE / "pages/sign_in.py"
+    sign_in = HERE / "app_pages/sign_in.py"
     st.navigation(
         [st.Page(sign_in, title="Sign in", url_path="sign_in", default=True)]
         + [st.Page(sign_in, title="Sign in", url_path=p.url_path, visibility="hidden")

@@ -19,8 +19,8 @@ from bench.workspace_1m import ROWS, ensure_workspace
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pages.json"
 ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-PAGES = ("pages/home.py", "pages/case_explorer.py", "pages/global_patterns.py",
-         "pages/model_comparison.py", "pages/pattern_review.py", "pages/audit_trail.py")
+PAGES = ("app_pages/home.py", "app_pages/case_explorer.py", "app_pages/global_patterns.py",
+         "app_pages/model_comparison.py", "app_pages/pattern_review.py", "app_pages/audit_trail.py")
 WARM_REPEATS = 5
 
 
@@ -85,7 +85,7 @@ def run() -> dict:
         if not (Path(ENTRY).parent / page).exists():
             continue
         out["pages"][page] = _page_times(page)
-    case = _page_times("pages/case_explorer.py", {"txn": top, "model": "fraud_xgb"})
+    case = _page_times("app_pages/case_explorer.py", {"txn": top, "model": "fraud_xgb"})
     out["open_case_by_deep_link"] = case
     for res in [*out["pages"].values(), case]:
         res["warm_vs_baseline"] = res["warm_ms"] / baseline

@@ -7,7 +7,8 @@ Fixtures for every e2e test:
   gives a subject its claims (e.g. `groups`) before it signs in on the provider's form.
 - `oidc_secrets`: secrets.toml text for Streamlit's `[auth]` against that issuer.
 - `app_server(workspace, env_extra=None, secrets_toml=None) -> base_url`: starts (or reuses) a
-  server, waits for /_stcore/health and warms it up with one root visit;
+  server and waits for /_stcore/health (no warm-up visit: a test's first visit is the
+  server's first session, as a user's would be);
   `app_server.stop(base_url)` stops one early (e.g. to read the journal it holds). Without
   `secrets_toml` the app has no `[auth]`: pass env_extra={"FRAUDLENS_DEMO_MODE": "1",
   "FRAUDLENS_DEMO_ROLE": "analyst"} for a signed-in demo principal.
@@ -178,21 +179,7 @@ class AppServers:
             log_fh.close()
             raise
         self._running[key] = (base_url, proc, log_fh)
-        self._warm_up(base_url)
         return base_url
-
-    def _warm_up(self, base_url: str) -> None:
-        """Open one session at the root: Streamlit answers the very first session of a fresh
-        server that deep-links to a page with a spurious "page not found"
-        (streamlit/streamlit#9624)."""
-        context = self._browser.new_context()  # type: ignore[attr-defined]
-        try:
-            page = context.new_page()
-            page.goto(base_url)
-            page.locator("[data-testid='stMain'] [data-testid='stElementContainer']").first \
-                .wait_for(timeout=STARTUP_TIMEOUT_S * 1000)
-        finally:
-            context.close()
 
     def stop(self, base_url: str) -> None:
         """Stop the server at ``base_url`` (e.g. to read its journal), waiting for it to exit."""

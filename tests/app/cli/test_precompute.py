@@ -135,7 +135,7 @@ def test_model_comparison_shows_the_kept_result_then_marks_it_stale_after_new_da
     st.cache_data.clear()
     real_build = comparison.build_report
     monkeypatch.setattr(comparison, "build_report", _never)
-    at = _open(monkeypatch, precomputed, "pages/model_comparison.py")
+    at = _open(monkeypatch, precomputed, "app_pages/model_comparison.py")
     assert not at.exception, at.exception
     assert not at.status  # nothing computed on this visit
     captions = [c.value for c in at.caption]
@@ -147,7 +147,7 @@ def test_model_comparison_shows_the_kept_result_then_marks_it_stale_after_new_da
     assert CHAMPION in metrics.columns and CANDIDATE in metrics.columns
 
     _new_data(precomputed, monkeypatch)
-    at = _open(monkeypatch, precomputed, "pages/model_comparison.py")
+    at = _open(monkeypatch, precomputed, "app_pages/model_comparison.py")
     assert not at.exception, at.exception
     assert not at.status
     notice = [w.value for w in at.warning if w.value.startswith("Showing the comparison")]
@@ -181,19 +181,19 @@ def test_monitoring_and_experiments_show_their_kept_reports_without_computing(
     st.cache_data.clear()
     monkeypatch.setattr(monitoring, "build_report", _never)
     monkeypatch.setattr(experiments, "build_report", _never)
-    at = _open(monkeypatch, precomputed, "pages/monitoring.py")
+    at = _open(monkeypatch, precomputed, "app_pages/monitoring.py")
     assert not at.exception, at.exception
     assert at.selectbox(key="monitor_model").value == CHAMPION
     assert any(re.match(r"Computed at .* UTC \(just now\) on the lake's current data", t.value)
                for t in at.text)
     assert at.button(key="monitor_refresh").label == "Recompute"
-    at = _open(monkeypatch, precomputed, "pages/experiments.py")
+    at = _open(monkeypatch, precomputed, "app_pages/experiments.py")
     assert not at.exception, at.exception
     assert at.button(key="exp_refresh").label == "Recompute"
 
     _new_data(precomputed, monkeypatch)
-    for page, key in (("pages/monitoring.py", "monitor_refresh"),
-                      ("pages/experiments.py", "exp_refresh")):
+    for page, key in (("app_pages/monitoring.py", "monitor_refresh"),
+                      ("app_pages/experiments.py", "exp_refresh")):
         at = _open(monkeypatch, precomputed, page)
         assert not at.exception, at.exception
         assert any(w.value.startswith("Showing the report computed at ") and

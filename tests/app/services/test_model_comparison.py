@@ -238,7 +238,7 @@ def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path):
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="t", email="mle@example.com",
                                                      name="MLE", role="mle")
-    at.switch_page("pages/model_comparison.py")
+    at.switch_page("app_pages/model_comparison.py")
     return at.run()
 
 

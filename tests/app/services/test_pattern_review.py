@@ -401,7 +401,7 @@ def _page(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="t", email="a@example.com",
                                                      name="Analyst", role="analyst")
-    at.switch_page("pages/pattern_review.py")
+    at.switch_page("app_pages/pattern_review.py")
     return at.run()
 
 

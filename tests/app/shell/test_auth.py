@@ -194,10 +194,10 @@ def test_analyst_navigation_lacks_compare_and_audit(app_env: Path, nav_calls):
     assert visible <= {"Home", "Case Explorer", "Global Patterns", "Pattern Review", "Monitoring"}
     assert {"Home", "Monitoring"} <= visible  # monitoring is for analysts and up
     assert "experiments" in hidden  # experiments are for ML engineers
-    if (ROOT / "pages/case_explorer.py").is_file():
+    if (ROOT / "app_pages/case_explorer.py").is_file():
         assert "Case Explorer" in visible
     assert "audit" in hidden
-    if (ROOT / "pages/model_comparison.py").is_file():
+    if (ROOT / "app_pages/model_comparison.py").is_file():
         assert "compare" in hidden
     assert "role: analyst" in _texts(at)
 
@@ -214,7 +214,7 @@ def test_highest_mapped_group_wins():
 
 def test_analyst_opening_audit_page_is_denied_and_audited(app_env: Path):
     at = _app(_user(["fraud-analysts"])).run()
-    at.switch_page("pages/audit_trail.py").run()
+    at.switch_page("app_pages/audit_trail.py").run()
     assert not at.exception
     assert "You don't have access to Audit Trail (role analyst)" in at.error[0].value
     assert not at.dataframe
@@ -231,7 +231,7 @@ def test_router_denies_even_if_the_page_forgot_its_gate(app_env: Path, monkeypat
 
     monkeypatch.setattr(app.shell.auth, "require", lambda permission, page: None)
     at = _app(_user(["fraud-analysts"])).run()
-    at.switch_page("pages/audit_trail.py").run()
+    at.switch_page("app_pages/audit_trail.py").run()
     assert "You don't have access to Audit Trail (role analyst)" in at.error[0].value
     assert not at.dataframe
     assert len(_records(app_env, "access_denied")) == 1
@@ -239,7 +239,7 @@ def test_router_denies_even_if_the_page_forgot_its_gate(app_env: Path, monkeypat
 
 def test_audit_page_denies_by_itself_when_opened_directly(app_env: Path):
     """The page's own `require` holds even without the router in front of it."""
-    at = AppTest.from_file(str(ROOT / "pages/audit_trail.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "app_pages/audit_trail.py"), default_timeout=TIMEOUT)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal("ana", "ana@example.com", "Ana", "mle")
     at.run()
     assert "You don't have access to Audit Trail (role mle)" in at.error[0].value
@@ -264,7 +264,7 @@ def test_admin_sees_audit_page_and_verifies_chain(app_env: Path, nav_calls):
         con.close()
     at = _app(_user(["fraudlens-admins"], email="root@example.com")).run()
     assert "Audit Trail" in {title for title, _, vis in nav_calls[-1] if vis == "visible"}
-    at.switch_page("pages/audit_trail.py").run()
+    at.switch_page("app_pages/audit_trail.py").run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert list(table["action"]) == ["case_view"]
@@ -283,7 +283,7 @@ def test_audit_page_reports_first_bad_seq(app_env: Path):
     finally:
         con.close()
     at = _app(_user(["fraudlens-admins"], email="root@example.com")).run()
-    at.switch_page("pages/audit_trail.py").run()
+    at.switch_page("app_pages/audit_trail.py").run()
     next(b for b in at.button if b.label == "Verify chain").click().run()
     assert "Chain broken at seq 2" in at.error[0].value
 

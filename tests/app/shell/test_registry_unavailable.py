@@ -36,8 +36,8 @@ def remote_env(monkeypatch, demo_workspace: Path, tmp_path: Path) -> Path:
     return ws
 
 
-@pytest.mark.parametrize("page", ["pages/home.py", "pages/case_explorer.py",
-                                  "pages/global_patterns.py"])
+@pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/case_explorer.py",
+                                  "app_pages/global_patterns.py"])
 def test_unreachable_registry_says_so_without_a_traceback(remote_env, page):
     import streamlit as st
 

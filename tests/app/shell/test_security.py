@@ -15,7 +15,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[3]
 UI_SOURCES = sorted([ROOT / "streamlit_app.py", *(ROOT / "app").rglob("*.py"),
-                     *(ROOT / "pages").glob("*.py")])
+                     *(ROOT / "app_pages").glob("*.py")])
 
 
 def test_streamlit_has_the_published_security_fixes():
@@ -69,7 +69,7 @@ def test_unmasked_pii_is_never_cached():
     assert "cache_data" not in source and "cache_resource" not in source
 
 
-@pytest.mark.parametrize("page", sorted((ROOT / "pages").glob("*.py")),
+@pytest.mark.parametrize("page", sorted((ROOT / "app_pages").glob("*.py")),
                          ids=lambda p: p.name)
 def test_every_page_calls_require_first(page: Path):
     if page.name == "sign_in.py":

@@ -15,7 +15,7 @@ from jobs.demo_experiment import EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
-PAGE = "pages/experiments.py"
+PAGE = "app_pages/experiments.py"
 
 
 @pytest.fixture(scope="module")

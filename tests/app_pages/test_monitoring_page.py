@@ -16,7 +16,7 @@ from data_access.journal import open_journal
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
-PAGE = "pages/monitoring.py"
+PAGE = "app_pages/monitoring.py"
 XGB = "fraud_xgb@1"
 
 

@@ -44,7 +44,7 @@ def _case_page(txn: str) -> AppTest:
     at.session_state[TEST_PRINCIPAL_KEY] = Principal("ana", "ana@example.invalid", "Ana",
                                                      "analyst")
     at.run()
-    at.switch_page("pages/case_explorer.py")
+    at.switch_page("app_pages/case_explorer.py")
     at.query_params["txn"] = txn
     at.query_params["model"] = XGB
     return at.run()

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 120
 XGB = "fraud_xgb@1"
-PAGES = ["pages/home.py", "pages/case_explorer.py", "pages/global_patterns.py"]
+PAGES = ["app_pages/home.py", "app_pages/case_explorer.py", "app_pages/global_patterns.py"]
 SUMMARY_COLUMNS = ["feature", "description", "mean_abs_shap", "mean_shap", "rank", "model",
                    "cohort", "row_count"]
 
@@ -134,7 +134,7 @@ def test_every_page_runs_through_the_entry_point(app_env: Path, page: str, role:
 
 
 def test_case_opened_by_id_shows_the_engines_top_contribution(app_env: Path, case_id: str):
-    at = _open("pages/case_explorer.py")
+    at = _open("app_pages/case_explorer.py")
     at.selectbox(key="case_model").set_value(XGB)
     at.text_input(key="find_txn").input(case_id)
     next(b for b in at.button if b.label == "Open case").click()
@@ -150,7 +150,7 @@ def test_case_opened_by_id_shows_the_engines_top_contribution(app_env: Path, cas
 
 
 def test_deep_link_opens_the_same_case(app_env: Path, case_id: str):
-    at = _open("pages/case_explorer.py", txn=case_id, model="fraud_xgb")
+    at = _open("app_pages/case_explorer.py", txn=case_id, model="fraud_xgb")
     assert not at.exception, at.exception
     assert any(h.value == f"Case {case_id}" for h in at.header)
     assert any(f"txn={case_id}&model={XGB}" in m.value for m in at.markdown)
@@ -160,7 +160,7 @@ def test_deep_link_opens_the_same_case(app_env: Path, case_id: str):
 
 
 def test_unknown_case_id_says_so(app_env: Path):
-    at = _open("pages/case_explorer.py", txn="T999999999", model=XGB)
+    at = _open("app_pages/case_explorer.py", txn="T999999999", model=XGB)
     assert not at.exception
     assert any("no transaction T999999999" in w.value for w in at.warning)
     assert not _charts(at)
@@ -173,7 +173,7 @@ def _importances(at: AppTest) -> pd.Series:
 
 
 def test_changing_the_cohort_changes_the_importances(app_env: Path):
-    at = _open("pages/global_patterns.py")
+    at = _open("app_pages/global_patterns.py")
     at.selectbox(key="patterns_model").set_value(XGB).run()
     everyone = _importances(at)
     at.slider(key="cohort_band").set_value((0.5, 1.0)).run()
@@ -184,7 +184,7 @@ def test_changing_the_cohort_changes_the_importances(app_env: Path):
 
 
 def test_shap_summary_download_is_the_cli_export_and_is_audited(app_env: Path, tmp_path: Path):
-    at = _open("pages/global_patterns.py")
+    at = _open("app_pages/global_patterns.py")
     at.selectbox(key="patterns_model").set_value(XGB).run()
     assert not at.download_button  # nothing leaves before the export is audited
     next(b for b in at.button if b.label.startswith("Prepare SHAP summary")).click()
@@ -227,7 +227,7 @@ def test_no_download_when_the_export_cannot_be_audited(app_env: Path,
         raise AuditError("journal is read-only")
 
     monkeypatch.setattr(AuditLog, "append", refuse)
-    at = _open("pages/global_patterns.py")
+    at = _open("app_pages/global_patterns.py")
     next(b for b in at.button if b.label.startswith("Prepare SHAP summary")).click()
     at.run()
     assert not at.download_button
@@ -240,10 +240,10 @@ def test_without_a_shap_store_pages_name_the_explain_command(
     monkeypatch.setenv("FRAUDLENS_TESTING", "1")
     monkeypatch.setenv("FRAUDLENS_WORKSPACE", str(workspace_copy))
 
-    patterns = _open("pages/global_patterns.py")
+    patterns = _open("app_pages/global_patterns.py")
     assert not patterns.exception
     assert any(c.value.startswith("fraudlens explain --model ") for c in patterns.code)
-    case = _open("pages/case_explorer.py", txn=case_id, model=XGB)
+    case = _open("app_pages/case_explorer.py", txn=case_id, model=XGB)
     assert not case.exception
     assert any("computed on demand" in c.value for c in case.caption)
     assert any(c.value == f"fraudlens explain --model {XGB}" for c in case.code)
