@@ -7,8 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from app.services import pattern_review
-from app.services.case import case_link
-from app.shell import caches, case_work, components
+from app.shell import caches, case_work, components, finding_panel
 from app.shell.auth import audit_event, can, require
 from app.shell.resources import journal, lake_cursor, load_model, manifests
 from app.views import review_pack
@@ -68,69 +67,25 @@ status = dict(zip(notes["finding_id"], notes["status"], strict=True))
 decided = case_work.finding_outcomes(
     review_journal.stored_members(journal(), model_id, window.since, window.until))
 
-for row in current.itertuples(index=False):
-    # every part is the product's own vocabulary, a number or a generated id: no data text
-    label = (f"#{row.rank} · {row.population} · {row.change} · {row.cases} cases · "
-             f"{review_pack.usd(row.amount_at_risk_usd)} at risk · "
-             f"{status.get(row.finding_id, 'not annotated')} · {row.finding_id}")
-    with st.expander(label, expanded=row.rank <= 3):
-        m = st.columns(4)
-        m[0].metric("Confirmed fraud (labelled)", f"{row.confirmed_fraud} of {row.labelled}",
-                    help="Chargeback labels known today")
-        fraud, legit = decided.get(row.finding_id, (0, 0))
-        st.text(f"Analyst outcomes (earlier than chargebacks, noisier; counted apart): "
-                f"{fraud} fraud, {legit} legitimate of {row.cases} cases")
-        m[1].metric("Rule precision", review_pack.pct(row.backtest_precision),
-                    help=f"Backtest since {row.backtest_since}, labels known today")
-        m[2].metric("Rule recall", review_pack.pct(row.backtest_recall))
-        m[3].metric("Alerts a day", f"{row.backtest_alerts_per_day:.1f}")
-        st.code(row.rule, language=None)
-        left, right = st.columns(2)
-        with left:  # each chart built once per finding's content, then reused
-            components.altair(review_pack.drivers_chart, row.drivers_json,
-                              memo=(row.drivers_json,), height=320, key=f"drv_{row.finding_id}")
-        with right:
-            components.altair(review_pack.backtest_chart, row.backtest_daily_json,
-                              memo=(row.backtest_daily_json,), height=320,
-                              key=f"bt_{row.finding_id}")
-        if isinstance(row.previous_finding_id, str) and row.previous_finding_id:
-            st.text(f"Last week: {row.previous_finding_id} with {row.cases_previous_week} "
-                    f"cases (similarity {row.similarity:.2f})"
-                    + (f"; drift: {row.top_drift}" if row.top_drift else ""))
-        else:
-            st.text("New this week: no similar finding the week before.")
-        reps = (row.representative_cases or "").split()
-        if reps:
-            st.dataframe(
-                {"representative case": [f"cases{case_link(t, model_id)}"
-                                         for t in reps]},
-                hide_index=True, key=f"reps_{row.finding_id}",
-                column_config={"representative case": st.column_config.LinkColumn(
-                    display_text=r"txn=([^&]+)", help="Opens the case in Case Explorer")})
-        latest = notes[notes["finding_id"] == row.finding_id]
-        last = latest.iloc[0] if len(latest) else None
-        with st.form(f"note_{row.finding_id}"):
-            title = st.text_input("Title", "" if last is None else last["title"])
-            new_status = st.selectbox("Status", review_journal.ANNOTATION_STATUSES,
-                                      index=review_journal.ANNOTATION_STATUSES.index(
-                                          "new" if last is None else last["status"]))
-            owner = st.text_input("Owner", "" if last is None else last["owner"])
-            text = st.text_area("Notes", "" if last is None else last["notes"])
-            if st.form_submit_button("Save annotation"):
-                try:
-                    review_journal.annotate(
-                        journal(), row.finding_id, title=title, status=new_status, owner=owner,
-                        notes=text, author=principal.actor,
-                        before_commit=lambda a: audit_event(
-                            "annotation", a.finding_id, "ok",
-                            {"revision": a.revision, "status": a.status, "model": model_id}))
-                    st.rerun()
-                except (AuditError, FraudLensError) as exc:
-                    st.error(f"Annotation not saved: {exc}")
-        history = review_journal.annotation_history(journal(), row.finding_id)
-        if len(history):
-            st.caption("Annotation history (newest first)")
-            st.dataframe(history, hide_index=True, key=f"hist_{row.finding_id}")
+st.dataframe(review_pack.findings_overview(current, status), hide_index=True,
+             key="review_overview", column_config={
+                 "at risk (USD)": st.column_config.NumberColumn(format="dollar"),
+                 "rule precision": st.column_config.NumberColumn(format="%.1f%%"),
+                 "rule recall": st.column_config.NumberColumn(format="%.1f%%"),
+                 "alerts a day": st.column_config.NumberColumn(format="%.1f")})
+labels = {row.finding_id: review_pack.finding_label(row, status.get(row.finding_id,
+                                                                    "not annotated"))
+          for row in current.itertuples(index=False)}
+if current.empty:
+    st.info("No finding this week: every finding of the previous week is gone (below).")
+finding_id = st.selectbox("Finding", list(labels), format_func=labels.__getitem__,
+                          key="review_finding",
+                          help="One finding at a time, in rank order; the table above has "
+                               "them all")
+if finding_id is not None:
+    finding_panel.show(next(current[current["finding_id"] == finding_id].itertuples()), model_id,
+                       label=labels[finding_id], decided=decided, notes=notes,
+                       principal=principal)
 
 if len(gone):
     st.subheader("Gone since the previous week")

@@ -279,6 +279,7 @@ def interactions(ctx, base: str, start) -> dict:
     page = _open(ctx, base + "/review")
     out["mine a week"] = interact(
         page, lambda p: p.get_by_role("button", name="Mine findings").click())
+    out["open another finding"] = interact(page, lambda p: _choose(p, "Finding", 1))
     page.close()
     return out
 

@@ -28,9 +28,10 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def workspace_copy(demo_workspace: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo workspace that a test may change."""
+    """A private copy of the demo workspace that a test may change. Results kept in its
+    `.cache` by any earlier test are left behind, so no test depends on the order."""
     target = tmp_path / "workspace"
-    shutil.copytree(demo_workspace, target)
+    shutil.copytree(demo_workspace, target, ignore=shutil.ignore_patterns(".cache"))
     return target
 
 

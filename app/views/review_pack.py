@@ -17,8 +17,8 @@ from app.views.html_report import Chart, Note, Section, render_html
 from data_access.review_queries import Window
 from explainers.errors import ValidationError
 
-__all__ = ["POPULATION_TEXT", "backtest_chart", "drivers_chart", "pct", "review_pack_html",
-           "usd"]
+__all__ = ["POPULATION_TEXT", "backtest_chart", "drivers_chart", "finding_label",
+           "findings_overview", "pct", "review_pack_html", "usd"]
 
 POPULATION_TEXT = {
     "flagged": "scored at or above the threshold",
@@ -60,6 +60,33 @@ def backtest_chart(daily_json: str) -> alt.Chart:
                                         range=["#7b7d7d", "#c0392b"])),
         tooltip=["day:T", "series:N", "count:Q"],
     ).properties(height=160, width=420)
+
+
+def finding_label(row: Any, status: str) -> str:
+    """One line naming a finding: rank, population, change, size, amount at risk, review
+    status and id. Every part is the product's vocabulary, a number or a generated id."""
+    return (f"#{row.rank} · {row.population} · {row.change} · {row.cases} cases · "
+            f"{usd(row.amount_at_risk_usd)} at risk · {status} · {row.finding_id}")
+
+
+def findings_overview(findings: pd.DataFrame, status: dict[str, str]) -> pd.DataFrame:
+    """The review's overview, one row per finding in rank order: the numbers the meeting
+    compares before opening one finding (`status`: finding id -> latest annotation status)."""
+    f = findings.sort_values("rank", kind="mergesort")
+    return pd.DataFrame({
+        "#": f["rank"].to_numpy(),
+        "finding": f["finding_id"].to_numpy(),
+        "population": f["population"].to_numpy(),
+        "change": f["change"].to_numpy(),
+        "cases": f["cases"].to_numpy(),
+        "at risk (USD)": f["amount_at_risk_usd"].to_numpy(),
+        "confirmed fraud": [f"{c} of {n}" for c, n in zip(f["confirmed_fraud"], f["labelled"],
+                                                          strict=True)],
+        "rule precision": f["backtest_precision"].to_numpy() * 100,
+        "rule recall": f["backtest_recall"].to_numpy() * 100,
+        "alerts a day": f["backtest_alerts_per_day"].to_numpy(),
+        "status": [status.get(i, "not annotated") for i in f["finding_id"]],
+    })
 
 
 def usd(value: float) -> str:

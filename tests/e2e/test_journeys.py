@@ -247,21 +247,25 @@ def test_weekly_review_annotates_a_finding_and_exports_the_pack(browser_page: Pa
     expect(page.get_by_text(re.compile(r"^\d+ findings, mined "))).to_be_visible(
         timeout=PAGE_LOAD_MS)
     settle(page)
-    first = page.get_by_test_id("stExpander").filter(has_text="#1 · ").first
-    summary = first.locator("summary").inner_text()
-    finding_id = re.search(r"\b(F[0-9a-f]+)\s*$", summary).group(1)
+    overview = grid_rows(page.get_by_test_id("stDataFrame").filter(has_text="rule precision"))
+    assert overview[0][:3] == ["#", "finding", "population"]
+    finding_id = overview[1][1]
+    assert re.fullmatch(r"F[0-9a-f]+", finding_id), overview[1]
+    opened = page.get_by_test_id("stText").filter(has_text=f"· {finding_id}")  # #1 opens first
+    expect(opened).to_contain_text("#1 · ")
 
     title, notes = "Fresh-device withdrawals", "Three tickets this week; ask risk ops."
-    form = first.get_by_test_id("stForm")
+    form = page.get_by_test_id("stForm")
     form.get_by_role("textbox", name="Title").fill(title)
     choose(page, form.get_by_role("combobox", name="Status"), "confirmed")
     form.get_by_role("textbox", name="Notes").fill(notes)
     form.get_by_role("button", name="Save annotation").click()
-    expect(first.locator("summary")).to_contain_text("· confirmed ·", timeout=PAGE_LOAD_MS)
+    expect(opened).to_contain_text("· confirmed ·", timeout=PAGE_LOAD_MS)
 
     page.reload()
-    noted = page.get_by_test_id("stExpander").filter(has_text=finding_id).first
-    expect(noted.locator("summary")).to_contain_text("· confirmed ·", timeout=PAGE_LOAD_MS)
+    noted = page.get_by_test_id("stMain")
+    expect(noted.get_by_test_id("stText").filter(has_text=f"· {finding_id}")).to_contain_text(
+        "· confirmed ·", timeout=PAGE_LOAD_MS)
     expect(noted.get_by_role("textbox", name="Title")).to_have_value(title)
     expect(noted.get_by_role("textbox", name="Notes")).to_have_value(notes)
     expect(noted.get_by_text("Annotation history (newest first)")).to_be_visible()

@@ -112,6 +112,7 @@ def _open(monkeypatch: pytest.MonkeyPatch, workspace: Path, page: str):
     at = AppTest.from_file(APP, default_timeout=180)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="t", email="mle@example.com",
                                                      name="MLE", role="mle")
+    at.run()  # st.navigation registers the pages; switch_page matches them
     at.switch_page(page)
     return at.run()
 

@@ -238,13 +238,14 @@ def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path):
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="t", email="mle@example.com",
                                                      name="MLE", role="mle")
+    at.run()  # st.navigation registers the pages; switch_page matches them
     at.switch_page("app_pages/model_comparison.py")
     return at.run()
 
 
 def test_page_shows_both_models_metrics(monkeypatch: pytest.MonkeyPatch,
-                                        demo_workspace: Path) -> None:
-    at = _app(monkeypatch, demo_workspace)
+                                        workspace_copy: Path) -> None:
+    at = _app(monkeypatch, workspace_copy)  # the page keeps its report in the workspace
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     metrics = at.dataframe[1].value  # after the exclusions table

@@ -401,6 +401,7 @@ def _page(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state[TEST_PRINCIPAL_KEY] = Principal(subject="t", email="a@example.com",
                                                      name="Analyst", role="analyst")
+    at.run()  # st.navigation registers the pages; switch_page matches them
     at.switch_page("app_pages/pattern_review.py")
     return at.run()
 
@@ -413,21 +414,28 @@ def test_review_page_mines_annotates_and_keeps_history_across_restarts(
     at.selectbox(key="review_model").set_value("fraud_xgb@1").run()
     at.button(key="review_mine").click().run()
     assert not at.exception and not at.error
-    labels = [e.label for e in at.expander]
+    chosen = at.selectbox(key="review_finding")
+    labels = chosen.options
     assert labels and labels[0].startswith("#1 · ")
-    finding_id = labels[0].rsplit(" · ", 1)[1]
-    first = at.expander[0]
-    first.text_input[0].input("Fast movers")
-    first.selectbox[0].set_value("needs-feature")
-    first.text_input[1].input("ana")
-    first.text_area[0].input("=HYPERLINK stays text")
-    first.button[0].click().run()
+    finding_id = chosen.value  # the first finding opens by default
+    assert labels[0].endswith(f" · not annotated · {finding_id}")
+    overview = next(d.value for d in at.dataframe if "rule precision" in d.value.columns)
+    assert overview["finding"].tolist() == [label.rsplit(" · ", 1)[1] for label in labels]
+    assert overview["#"].tolist() == list(range(1, len(labels) + 1))
+    at.text_input[0].input("Fast movers")
+    next(s for s in at.selectbox if s.label == "Status").set_value("needs-feature")
+    at.text_input[1].input("ana")
+    at.text_area[0].input("=HYPERLINK stays text")
+    next(b for b in at.button if b.label == "Save annotation").click().run()
     assert not at.exception and not at.error
 
     restarted = _page(workspace_copy, monkeypatch)
     restarted.selectbox(key="review_model").set_value("fraud_xgb@1").run()
     assert not restarted.exception
-    assert restarted.expander[0].label.endswith(f"needs-feature · {finding_id}")
+    assert restarted.selectbox(key="review_finding").options[0].endswith(
+        f"needs-feature · {finding_id}")
+    overview = next(d.value for d in restarted.dataframe if "status" in d.value.columns)
+    assert overview["status"].iloc[0] == "needs-feature"
     history = next(d.value for d in restarted.dataframe if "revision" in d.value.columns)
     assert history[["revision", "title", "status", "owner", "author"]].values.tolist() == [
         [1, "Fast movers", "needs-feature", "ana", "a@example.com"]]
@@ -449,13 +457,14 @@ def _check_review_page_details(at: AppTest, finding_id: str) -> None:
     the file name's dates are the page's dates."""
     texts = [t.value for t in at.text]
     assert not any("nan" in t for t in texts)
-    assert sum(1 for t in texts if t.startswith("Analyst outcomes")) == len(
-        [e for e in at.expander if e.label.startswith("#")])
-    changes = [e.label.split(" · ")[2] for e in at.expander if e.label.startswith("#")]
-    new = sum(1 for c in changes if c == "new")
-    assert sum(1 for t in texts if t.startswith("New this week")) == new
-    sizes = [int(e.label.split(" · ")[3].split()[0]) for e in at.expander
-             if e.label.startswith("#")]
+    labels = at.selectbox(key="review_finding").options
+    assert sum(1 for t in texts if t.startswith("Analyst outcomes")) == 1  # the open finding
+    opened = labels[0]
+    assert opened in texts
+    new = opened.split(" · ")[2] == "new"
+    assert sum(1 for t in texts if t.startswith("New this week")) == int(new)
+    assert sum(1 for t in texts if t.startswith("Last week: F")) == int(not new)
+    sizes = [int(label.split(" · ")[3].split()[0]) for label in labels]
     assert min(sizes) >= pattern_review.MIN_FINDING_CASES
     links = [d.value for d in at.dataframe if "representative case" in d.value.columns]
     assert links and all(v.startswith("cases?txn=T") and "&model=fraud_xgb@1" in v
