@@ -5,11 +5,12 @@ labelled SHAP rows similar cases are drawn from. Parameterised SQL, targeted by 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from data_access import shap_store
@@ -21,6 +22,7 @@ __all__ = [
     "COUNTRY_COLUMN",
     "LIST_COLUMNS",
     "QueueFilter",
+    "ScoreRanking",
     "account_timeline",
     "account_transactions",
     "case_scores",
@@ -28,6 +30,7 @@ __all__ = [
     "fetch_queue",
     "labelled_shap_rows",
     "queue_sql",
+    "score_ranking",
     "stored_shap_row",
     "transaction_row",
 ]
@@ -134,35 +137,74 @@ def account_timeline(con: duckdb.DuckDBPyConnection, transaction_id: str, model_
                      days: int = 30, limit: int = 500) -> pd.DataFrame:
     """The case's account around the case: its transactions from `days` before to `days`
     after, with this model's score and the outcome; `is_case` marks the case itself. Keyed by
-    the transaction, so no account id enters a cache key or the result."""
+    the transaction, so no account id enters a cache key or the result.
+
+    Three targeted reads, not one join: a join scanned every score of the model (0.22 s on
+    1M rows against 0.1 s), while a list of the account's ids is a cheap filter."""
+    case = con.execute("SELECT account_id, event_time FROM transactions "
+                       "WHERE transaction_id = ? LIMIT 1", [transaction_id]).fetchone()
     extra = _list_select(con)
-    df = fetch_df(
+    if case is None:  # the same empty frame the rows below would make
+        return _with_outcome(fetch_df(
+            con, f"SELECT t.transaction_id, t.event_time{extra}, NULL::DOUBLE AS score, "
+                 "NULL::INTEGER AS is_fraud, false AS is_case FROM transactions t LIMIT 0"))
+    account, at = case
+    rows = fetch_df(
         con,
-        "WITH c AS (SELECT account_id, event_time FROM transactions WHERE transaction_id = ?) "
-        f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud, "
-        "t.transaction_id = ? AS is_case "
-        "FROM transactions t JOIN c ON t.account_id = c.account_id "
-        "AND t.event_time BETWEEN c.event_time - to_days(?) AND c.event_time + to_days(?) "
-        "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id AND sc.model_id = ? "
-        "LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+        f"SELECT t.transaction_id, t.event_time{extra}, t.transaction_id = ? AS is_case "
+        "FROM transactions t WHERE t.account_id = ? "
+        "AND t.event_time BETWEEN ?::TIMESTAMPTZ - to_days(?) AND ?::TIMESTAMPTZ + to_days(?) "
         "ORDER BY t.event_time, t.transaction_id LIMIT ?",
-        [transaction_id, transaction_id, int(days), int(days), model_id, int(limit)])
-    return _with_outcome(df)
+        [transaction_id, account, at, int(days), at, int(days), int(limit)])
+    ids = rows["transaction_id"].astype(str).tolist()
+    scores = fetch_df(con, "SELECT transaction_id, score FROM scores WHERE model_id = ? "
+                           "AND transaction_id IN (SELECT unnest(?::VARCHAR[]))", [model_id, ids])
+    labels = fetch_df(con, "SELECT transaction_id, is_fraud FROM labels "
+                           "WHERE transaction_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    out = rows.merge(scores.drop_duplicates("transaction_id"), on="transaction_id", how="left") \
+        .merge(labels.drop_duplicates("transaction_id"), on="transaction_id", how="left")
+    order = ["transaction_id", "event_time", *[c for c in rows.columns
+                                               if c not in ("transaction_id", "event_time",
+                                                            "is_case")],
+             "score", "is_fraud", "is_case"]
+    return _with_outcome(out[order])
 
 
-def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ScoreRanking:
+    """One model's scores, ascending (missing scores left out), and how many rows it
+    scored: a case's rank is a binary search instead of a count over every score."""
+
+    ascending: np.ndarray
+    scored: int
+
+    def rank(self, score: float) -> int:
+        """1 for the highest score: how many scored strictly higher, plus one."""
+        higher = len(self.ascending) - np.searchsorted(self.ascending, score, side="right")
+        return int(higher) + 1
+
+
+def score_ranking(con: duckdb.DuckDBPyConnection, model_id: str) -> ScoreRanking:
+    """Every score `model_id` gave, sorted (8 bytes a scored row)."""
+    scored = con.execute("SELECT count(*) FROM scores WHERE model_id = ?", [model_id]).fetchone()
+    values = con.execute("SELECT score FROM scores WHERE model_id = ? AND score IS NOT NULL",
+                         [model_id]).fetchnumpy()["score"]
+    return ScoreRanking(np.sort(np.asarray(values, dtype=np.float64)), int(scored[0]))
+
+
+def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str,
+                ranking: Callable[[str], ScoreRanking] | None = None) -> pd.DataFrame:
     """Every model's score for one transaction with its rank among all that model scored:
-    model_id, score, margin, flagged, rank (1 = highest), scored (n), top_share (rank / n)."""
-    df = fetch_df(
-        con,
-        "WITH c AS (SELECT model_id, score, margin, flagged FROM scores "
-        "WHERE transaction_id = ?) "
-        "SELECT c.model_id, c.score, c.margin, c.flagged, "
-        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id "
-        "AND s.score > c.score) + 1 AS rank, "
-        "(SELECT count(*) FROM scores s WHERE s.model_id = c.model_id) AS scored "
-        "FROM c ORDER BY c.model_id",
-        [transaction_id])
+    model_id, score, margin, flagged, rank (1 = highest), scored (n), top_share (rank / n).
+    `ranking(model_id)` gives the model's `ScoreRanking` (a cached one, in the app); by
+    default it is read here."""
+    rank_of = ranking or (lambda model_id: score_ranking(con, model_id))
+    df = fetch_df(con, "SELECT model_id, score, margin, flagged FROM scores "
+                       "WHERE transaction_id = ? ORDER BY model_id", [transaction_id])
+    ranks = [rank_of(m) for m in df["model_id"]]
+    df["rank"] = pd.Series([r.rank(s) for r, s in zip(ranks, df["score"], strict=True)],
+                           index=df.index, dtype="int64")
+    df["scored"] = pd.Series([r.scored for r in ranks], index=df.index, dtype="int64")
     df["top_share"] = df["rank"] / df["scored"].where(df["scored"] > 0)
     return df
 

@@ -88,6 +88,7 @@ __all__ = [
     "permutation_table",
     "queue",
     "sample_seed",
+    "score_ranking",
     "scored_counts",
     "segment_columns",
     "shap_coverage",
@@ -204,7 +205,22 @@ shap_coverage = _on_cursor(shap_store.coverage, kept=True, ttl=_TTL)
 
 transaction = _on_cursor(case_queries.transaction_row)  # PII: never cached, mask before showing
 account_cases = _on_cursor(case_queries.account_transactions)  # a typed account id: not cached
-case_scores = _on_cursor(case_queries.case_scores, ttl=60, max_entries=256)
+
+
+@_per_workspace(ttl=_TTL, max_entries=8)
+def score_ranking(model_id: str) -> case_queries.ScoreRanking:
+    """The model's scores, sorted once per data version: a case's rank is a binary search."""
+    with _cursor() as cur:
+        return case_queries.score_ranking(cur, model_id)
+
+
+@_per_workspace(ttl=60, max_entries=256)
+def case_scores(transaction_id: str) -> pd.DataFrame:
+    """Every model's score for the case and its rank among all that model scored."""
+    with _cursor() as cur:
+        return case_queries.case_scores(cur, transaction_id, score_ranking)
+
+
 timeline = _on_cursor(case_queries.account_timeline, ttl=60, max_entries=256)
 
 

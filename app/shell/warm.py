@@ -16,8 +16,8 @@ __all__ = ["warm_defaults"]
 def warm_defaults() -> list[str]:
     """Compute what the pages' first visits read with their default settings, for the lake's
     current data version, through `app.shell.caches` (so it is kept on disk): Home's summary,
-    each model's queue, similar-case pool and Global Patterns' default cohort (summary,
-    beeswarm, dependence), Pattern Review's default week. Run by the server's warm-up and
+    each model's queue, score ranking, similar-case pool and Global Patterns' default cohort
+    (summary, beeswarm, dependence), Pattern Review's default week. Run by the server's warm-up and
     again when new data lands (app.shell.serve); returns what it computed, for the log."""
     done = []
     summary = caches.warehouse_summary()
@@ -38,6 +38,7 @@ def warm_defaults() -> list[str]:
         if model_id in scored:
             since = max(first, last - timedelta(days=caches.QUEUE_DAYS))
             caches.queue(model_id, since, last, *caches.QUEUE_BAND, (), None, None)
+            caches.score_ranking(model_id)  # a case's rank among all scored
         if model_id not in stored:
             continue
         cohort = caches.cohort_of(first, last)

@@ -206,6 +206,51 @@ def test_account_timeline_marks_the_case_and_hides_pii(con, top_case: str):
     assert not {"account_id", "email", "ip_address"} & set(tl.columns)
 
 
+def test_account_timeline_is_the_account_join(con):
+    """The three targeted reads give exactly what one join over the whole lake gives, for
+    busy and quiet accounts, an unknown id and a model without scores."""
+    extra = case_queries._list_select(con)
+    busiest = con.execute(
+        "SELECT any_value(transaction_id) FROM transactions GROUP BY account_id "
+        "ORDER BY count(*) DESC, any_value(transaction_id) LIMIT 3").df().iloc[:, 0].tolist()
+    quiet = con.execute("SELECT transaction_id FROM transactions ORDER BY transaction_id "
+                        "LIMIT 2").df()["transaction_id"].tolist()
+    for txn in [*busiest, *quiet, "T999999999"]:
+        for model_id in (XGB, CATBOOST, "nobody@1"):
+            got = case_queries.account_timeline(con, txn, model_id, days=10, limit=7)
+            want = case_queries._with_outcome(con.execute(
+                "WITH c AS (SELECT account_id, event_time FROM transactions "
+                "WHERE transaction_id = ?) "
+                f"SELECT t.transaction_id, t.event_time{extra}, sc.score, l.is_fraud, "
+                "t.transaction_id = ? AS is_case FROM transactions t JOIN c "
+                "ON t.account_id = c.account_id AND t.event_time BETWEEN "
+                "c.event_time - to_days(10) AND c.event_time + to_days(10) "
+                "LEFT JOIN scores sc ON sc.transaction_id = t.transaction_id "
+                "AND sc.model_id = ? LEFT JOIN labels l ON l.transaction_id = t.transaction_id "
+                "ORDER BY t.event_time, t.transaction_id LIMIT 7",
+                [txn, txn, model_id]).df())
+            assert list(got.columns) == list(want.columns)
+            pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    assert len(case_queries.account_timeline(con, busiest[0], XGB, days=400, limit=7)) == 7
+
+
+def test_a_cached_ranking_ranks_as_counting_does(con, top_case: str):
+    rankings = {m: case_queries.score_ranking(con, m) for m in (XGB, CATBOOST)}
+    ids = [top_case, *con.execute("SELECT transaction_id FROM scores USING SAMPLE reservoir(20 ROWS) "
+                                  "REPEATABLE (7)").df()["transaction_id"]]
+    for txn in ids:
+        got = case_queries.case_scores(con, txn, rankings.__getitem__)
+        for row in got.itertuples():
+            higher, scored = con.execute(
+                "SELECT count(*) FILTER (WHERE score > ?), count(*) FROM scores "
+                "WHERE model_id = ?", [row.score, row.model_id]).fetchone()
+            assert (row.rank, row.scored) == (higher + 1, scored)
+        pd.testing.assert_frame_equal(got, case_queries.case_scores(con, txn))
+    tied = rankings[XGB].ascending
+    assert case_queries.ScoreRanking(np.array([0.1, 0.5, 0.5, 0.9]), 5).rank(0.5) == 2
+    assert rankings[XGB].rank(float(tied[-1])) == 1
+
+
 def test_detail_rows_show_usd_and_utc_and_skip_features(con, xgb, top_case: str):
     row = case_queries.transaction_row(con, top_case)
     details = dict(cases.detail_rows(row, xgb.schema).itertuples(index=False))
