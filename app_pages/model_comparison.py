@@ -175,162 +175,205 @@ st.dataframe(h.exclusion_frame(), hide_index=True, column_config={
     "reason": st.column_config.TextColumn("reason", width="large"),
     "rows": st.column_config.NumberColumn("transactions", format="localized")})
 
-st.subheader("Metrics")
-st.caption(f"Estimate [95% interval] from {report.metrics.n_resamples} bootstrap resamples "
-           f"(seed {report.metrics.seed}). The last column is the paired difference to "
-           f"{report.reference}; * marks an interval that excludes zero. Precision in the top "
-           f"{settings.capacity} per day: each day's {settings.capacity} highest scores are "
-           "reviewed.")
-st.dataframe(comparison_report.metrics_table(report), hide_index=True)
-components.altair(comparison_report.metrics_chart, report, memo=memo)
-st.markdown("**Calibration** — observed fraud rate against the mean score, per score bin of "
-            "width 10%; on the dashed diagonal a score is the probability of fraud.")
-components.altair(comparison_report.calibration_chart, report, memo=memo, width="stretch")
-
-st.subheader("Cost at each model's best threshold")
-st.caption(f"Missed fraud costs its amount; each review costs ${settings.review_cost:,.2f}; at "
-           f"most {settings.capacity} reviews a day, highest scores first. Each model's "
-           f"threshold minimises its total cost over the {h.days}-day holdout (◆ on the "
-           "chart).")
-st.dataframe(comparison_report.cost_table(report), hide_index=True)
-for pair in report.pairs:
-    verb = "saves" if pair.savings_usd >= 0 else "costs"
-    box = st.success if pair.savings_usd >= 0 else st.warning
-    box(f"Switching from **{pair.reference}** to **{pair.challenger}** {verb} "
-        f"**${abs(pair.savings_usd):,.0f}** on the holdout "
-        f"(${abs(pair.savings_per_day_usd):,.0f} per day).")
-components.altair(comparison_report.cost_chart, report, memo=memo, width="stretch")
-
-st.subheader("Stability over time")
-st.caption("ROC AUC and PR AUC per " + ("week" if report.stability_freq == "W" else
-           "day (the holdout spans fewer than three weeks)") + "; a falling line is drift.")
-components.altair(comparison_report.stability_chart, report, memo=memo)
-
-st.subheader("Serving SLA")
-if report.latency:
-    first = report.latency[0]
-    st.caption(f"Measured on this machine ({first.machine}): {first.single_row_calls} one-row "
-               "predictions with the input already built (p50/p99), plus building the input "
-               f"from a transaction row; batches of {first.batch_rows:,} rows end to end. "
-               "Timings are cached per model checksum.")
-    st.dataframe(comparison_report.latency_table(report), hide_index=True)
-
-st.subheader("Explanations compared")
 pair = report.pairs[0]
-if len(report.pairs) > 1:
+if len(report.pairs) > 1:  # explanations and disagreements compare the reference with one
     challenger = st.selectbox("Challenger", [p.challenger for p in report.pairs],
                               key="cmp_challenger")
     pair = report.pair(challenger)
-for model_id, source in report.attribution_sources:
-    st.caption(f"{model_id}: mean |SHAP| from the {source}")
-imp = pair.importance
-st.metric("Spearman rank correlation of feature importance",
-          "—" if imp.spearman != imp.spearman else f"{imp.spearman:.3f}",
-          help="1: both models rank features the same; 0: unrelated orders")
-left, right = st.columns([1, 1])
-with left:
-    st.markdown("**Mean |SHAP| over the holdout**, the 15 features either model leans on most")
-    components.altair(comparison_report.importance_pair_chart, imp,
-                      memo=(*memo, pair.reference, pair.challenger), width="stretch")
-with right:
-    if pair.segments:
-        st.markdown(f"**Per {pair.segments[0].segment}**: how alike the two importance orders "
-                    f"are within each segment; ranks are {pair.reference} vs "
-                    f"{pair.challenger}")
-        st.dataframe(comparison_report.segment_table(pair), hide_index=True)
-st.markdown("**Features that differ most** — a flipped direction first, then the largest rank "
-            "shift. Direction: the sign of the correlation between a feature's value and its "
-            "SHAP value.")
-st.dataframe(comparison_report.most_different_table(imp), hide_index=True)
 
-st.subheader("Where the models disagree")
-st.caption(f"{pair.disagreement_total:,} transactions after the training window are flagged by "
-           f"exactly one of {pair.reference} and {pair.challenger} at the thresholds above; "
-           "largest amounts first. Select a row to see both explanations.")
-view = comparison_report.disagreement_view(pair)
-score_cols = [c for c in view.columns if c.startswith("score ")]
-event = st.dataframe(view, hide_index=True, on_select="rerun", selection_mode="single-row",
-                     key=f"cmp_disagree_{pair.challenger}", column_config={
-                         "time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-                         "amount (USD)": st.column_config.NumberColumn(format="dollar"),
-                         **{c: st.column_config.NumberColumn(format="percent")
-                            for c in score_cols}})
-rows = list(event.selection.rows) if event is not None else []
-if len(view):
-    picked = view.iloc[rows[0] if rows else 0]
-    txn = str(picked["transaction"])
-    label = {"fraud": 1.0, "legit": 0.0}.get(picked["label"], float("nan"))
-    case = _waterfalls(str(workspace().path), version, (pair.reference, pair.challenger),
-                       tuple(workspace().registry.resolve(m).sha256
-                             for m in (pair.reference, pair.challenger)), txn, label)
-    st.markdown(f"**{txn}** · ${case.amount_usd:,.2f} · label: {picked['label']}")
-    for col, (model_id, steps) in zip(st.columns(2), case.steps, strict=True):
-        with col:
-            st.markdown(f"**{model_id}** (SHAP, log-odds; "
-                        f"{dict(case.sources)[model_id]})")
-            components.altair(waterfall_chart, steps, width="stretch",
-                              memo=(version, txn, model_id, dict(case.sources)[model_id]))
 
-classifier_panel.comparison_sections(report)  # classifier statistics, pruning frontier
+def _metrics() -> None:
+    """Metrics with intervals, their chart and calibration."""
+    st.subheader("Metrics")
+    st.caption(f"Estimate [95% interval] from {report.metrics.n_resamples} bootstrap resamples "
+               f"(seed {report.metrics.seed}). The last column is the paired difference to "
+               f"{report.reference}; * marks an interval that excludes zero. Precision in the top "
+               f"{settings.capacity} per day: each day's {settings.capacity} highest scores are "
+               "reviewed.")
+    st.dataframe(comparison_report.metrics_table(report), hide_index=True)
+    components.altair(comparison_report.metrics_chart, report, memo=memo)
+    st.markdown("**Calibration** — observed fraud rate against the mean score, per score bin of "
+                "width 10%; on the dashed diagonal a score is the probability of fraud.")
+    components.altair(comparison_report.calibration_chart, report, memo=memo, width="stretch")
 
-st.subheader("Decide")
-details = {"models": list(report.model_ids), "reference": report.reference,
-           "as_of": h.as_of.isoformat(), "holdout_rows": h.rows}
-d1, d2 = st.columns(2)
-with d1:
-    components.audited_csv_download(
-        "metrics CSV", comparison_report.numbers_table(report), target="model comparison metrics",
-        file_name="comparison_metrics.csv", key="cmp_metrics_csv", details=details)
-with d2:
-    components.audited_csv_download(
-        "attributions CSV", comparison_report.attributions_table(report),
-        target="model comparison attributions", file_name="comparison_attributions.csv",
-        key="cmp_attr_csv", details=details)
-st.caption("The same comparison as a self-contained HTML report (charts included, no internet "
-           "needed):")
-st.code(f"fraudlens compare {' '.join(report.model_ids)} --out comparison.html", language="bash")
 
-done = st.session_state.pop("cmp_promoted", None)
-if done:
-    st.success(done)
-if can(principal, "promote"):
-    with st.form("cmp_promote", border=True):
-        st.markdown("**Promote a candidate to champion** (a registry stage change, recorded in "
-                    "the audit trail; the previous champion of that name is archived)")
-        target = st.selectbox("Model", list(report.model_ids), key="cmp_promote_model",
-                              index=None, placeholder="Choose the model to promote",
-                              format_func=lambda m: labels.get(m, m))
-        reason = st.text_input("Reason (required)", key="cmp_promote_reason",
-                               placeholder="e.g. higher recall at 1% FPR, lower cost")
-        if st.form_submit_button("Promote to champion", type="primary"):
-            try:
-                st.session_state["cmp_promote_pending"] = promotion.checked_request(
-                    target, reason)
-            except FraudLensError as exc:
-                st.error(f"Not promoted: {exc}")
-    pending = st.session_state.get("cmp_promote_pending")
-    if pending is not None:
-        st.warning(f"Promote {pending.model_id} to champion? The current champion of its "
-                   f"name is archived. Reason: {pending.reason}", icon=":material/warning:")
-        yes, no = st.columns(2)
-        if no.button("Cancel", key="cmp_promote_cancel"):
-            del st.session_state["cmp_promote_pending"]
-            st.rerun()
-        if yes.button(f"Confirm: promote {pending.model_id}", type="primary",
-                      key="cmp_promote_confirm"):
-            del st.session_state["cmp_promote_pending"]
-            try:
-                result = promotion.promote(workspace().registry, pending.model_id, audit_event,
-                                           pending.reason)
-            except (AuditError, FraudLensError) as exc:
-                st.error(f"Not promoted: {exc}")
-            else:
-                archived = ", ".join(result.archived) or "none"
-                st.session_state["cmp_promoted"] = (
-                    f"{result.model_id} is now champion (was {result.previous_stage}); "
-                    f"archived: {archived}. The warehouse's model list catches up on the next "
-                    "`fraudlens` command.")
-                resources._manifests_at.clear()  # the registry changed: list it anew
+def _cost() -> None:
+    """Cost at each model's best threshold, and what switching saves."""
+    st.subheader("Cost at each model's best threshold")
+    st.caption(f"Missed fraud costs its amount; each review costs ${settings.review_cost:,.2f}; at "
+               f"most {settings.capacity} reviews a day, highest scores first. Each model's "
+               f"threshold minimises its total cost over the {h.days}-day holdout (◆ on the "
+               "chart).")
+    st.dataframe(comparison_report.cost_table(report), hide_index=True)
+    for pair in report.pairs:
+        verb = "saves" if pair.savings_usd >= 0 else "costs"
+        box = st.success if pair.savings_usd >= 0 else st.warning
+        box(f"Switching from **{pair.reference}** to **{pair.challenger}** {verb} "
+            f"**${abs(pair.savings_usd):,.0f}** on the holdout "
+            f"(${abs(pair.savings_per_day_usd):,.0f} per day).")
+    components.altair(comparison_report.cost_chart, report, memo=memo, width="stretch")
+
+
+def _over_time() -> None:
+    """Stability per week (or day) and the serving SLA."""
+    st.subheader("Stability over time")
+    st.caption("ROC AUC and PR AUC per " + ("week" if report.stability_freq == "W" else
+               "day (the holdout spans fewer than three weeks)") + "; a falling line is drift.")
+    components.altair(comparison_report.stability_chart, report, memo=memo)
+
+    st.subheader("Serving SLA")
+    if report.latency:
+        first = report.latency[0]
+        st.caption(f"Measured on this machine ({first.machine}): {first.single_row_calls} one-row "
+                   "predictions with the input already built (p50/p99), plus building the input "
+                   f"from a transaction row; batches of {first.batch_rows:,} rows end to end. "
+                   "Timings are cached per model checksum.")
+        st.dataframe(comparison_report.latency_table(report), hide_index=True)
+
+
+def _explanations() -> None:
+    """Feature importance of the reference and the challenger compared."""
+    st.subheader("Explanations compared")
+    for model_id, source in report.attribution_sources:
+        st.caption(f"{model_id}: mean |SHAP| from the {source}")
+    imp = pair.importance
+    st.metric("Spearman rank correlation of feature importance",
+              "—" if imp.spearman != imp.spearman else f"{imp.spearman:.3f}",
+              help="1: both models rank features the same; 0: unrelated orders")
+    left, right = st.columns([1, 1])
+    with left:
+        st.markdown("**Mean |SHAP| over the holdout**, the 15 features either model leans on most")
+        components.altair(comparison_report.importance_pair_chart, imp,
+                          memo=(*memo, pair.reference, pair.challenger), width="stretch")
+    with right:
+        if pair.segments:
+            st.markdown(f"**Per {pair.segments[0].segment}**: how alike the two importance orders "
+                        f"are within each segment; ranks are {pair.reference} vs "
+                        f"{pair.challenger}")
+            st.dataframe(comparison_report.segment_table(pair), hide_index=True)
+    st.markdown("**Features that differ most** — a flipped direction first, then the largest rank "
+                "shift. Direction: the sign of the correlation between a feature's value and its "
+                "SHAP value.")
+    st.dataframe(comparison_report.most_different_table(imp), hide_index=True)
+
+
+def _disagreements() -> None:
+    """Transactions flagged by exactly one model, with both waterfalls."""
+    st.subheader("Where the models disagree")
+    st.caption(f"{pair.disagreement_total:,} transactions after the training window are flagged by "
+               f"exactly one of {pair.reference} and {pair.challenger} at the thresholds above; "
+               "largest amounts first. Select a row to see both explanations.")
+    view = comparison_report.disagreement_view(pair)
+    score_cols = [c for c in view.columns if c.startswith("score ")]
+    event = st.dataframe(view, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key=f"cmp_disagree_{pair.challenger}", column_config={
+                             "time (UTC)": st.column_config.DatetimeColumn(
+                                 format="YYYY-MM-DD HH:mm"),
+                             "amount (USD)": st.column_config.NumberColumn(format="dollar"),
+                             **{c: st.column_config.NumberColumn(format="percent")
+                                for c in score_cols}})
+    rows = list(event.selection.rows) if event is not None else []
+    if len(view):
+        picked = view.iloc[rows[0] if rows else 0]
+        txn = str(picked["transaction"])
+        label = {"fraud": 1.0, "legit": 0.0}.get(picked["label"], float("nan"))
+        case = _waterfalls(str(workspace().path), version, (pair.reference, pair.challenger),
+                           tuple(workspace().registry.resolve(m).sha256
+                                 for m in (pair.reference, pair.challenger)), txn, label)
+        st.markdown(f"**{txn}** · ${case.amount_usd:,.2f} · label: {picked['label']}")
+        for col, (model_id, steps) in zip(st.columns(2), case.steps, strict=True):
+            with col:
+                st.markdown(f"**{model_id}** (SHAP, log-odds; "
+                            f"{dict(case.sources)[model_id]})")
+                components.altair(waterfall_chart, steps, width="stretch",
+                                  memo=(version, txn, model_id, dict(case.sources)[model_id]))
+
+
+def _thresholds() -> None:
+    """Classifier statistics at a threshold."""
+    classifier_panel.comparison_sections(report)
+
+
+def _pruning() -> None:
+    """The pruning frontier against the SLA."""
+    st.subheader("Pruning for the SLA")
+    classifier_panel.pruning_section(report.model_ids, report.settings.sla_p99_ms)
+
+
+def _decide() -> None:
+    """Exports, the HTML report command, and promotion."""
+    st.subheader("Decide")
+    details = {"models": list(report.model_ids), "reference": report.reference,
+               "as_of": h.as_of.isoformat(), "holdout_rows": h.rows}
+    d1, d2 = st.columns(2)
+    with d1:
+        components.audited_csv_download(
+            "metrics CSV", comparison_report.numbers_table(report),
+            target="model comparison metrics",
+            file_name="comparison_metrics.csv", key="cmp_metrics_csv", details=details)
+    with d2:
+        components.audited_csv_download(
+            "attributions CSV", comparison_report.attributions_table(report),
+            target="model comparison attributions", file_name="comparison_attributions.csv",
+            key="cmp_attr_csv", details=details)
+    st.caption("The same comparison as a self-contained HTML report (charts included, no internet "
+               "needed):")
+    st.code(f"fraudlens compare {' '.join(report.model_ids)} --out comparison.html",
+            language="bash")
+
+    done = st.session_state.pop("cmp_promoted", None)
+    if done:
+        st.success(done)
+    if can(principal, "promote"):
+        with st.form("cmp_promote", border=True):
+            st.markdown("**Promote a candidate to champion** (a registry stage change, recorded in "
+                        "the audit trail; the previous champion of that name is archived)")
+            target = st.selectbox("Model", list(report.model_ids), key="cmp_promote_model",
+                                  index=None, placeholder="Choose the model to promote",
+                                  format_func=lambda m: labels.get(m, m))
+            reason = st.text_input("Reason (required)", key="cmp_promote_reason",
+                                   placeholder="e.g. higher recall at 1% FPR, lower cost")
+            if st.form_submit_button("Promote to champion", type="primary"):
+                try:
+                    st.session_state["cmp_promote_pending"] = promotion.checked_request(
+                        target, reason)
+                except FraudLensError as exc:
+                    st.error(f"Not promoted: {exc}")
+        pending = st.session_state.get("cmp_promote_pending")
+        if pending is not None:
+            st.warning(f"Promote {pending.model_id} to champion? The current champion of its "
+                       f"name is archived. Reason: {pending.reason}", icon=":material/warning:")
+            yes, no = st.columns(2)
+            if no.button("Cancel", key="cmp_promote_cancel"):
+                del st.session_state["cmp_promote_pending"]
                 st.rerun()
-else:
-    st.caption("Promoting a model needs the ML engineer role.")
+            if yes.button(f"Confirm: promote {pending.model_id}", type="primary",
+                          key="cmp_promote_confirm"):
+                del st.session_state["cmp_promote_pending"]
+                try:
+                    result = promotion.promote(workspace().registry, pending.model_id, audit_event,
+                                               pending.reason)
+                except (AuditError, FraudLensError) as exc:
+                    st.error(f"Not promoted: {exc}")
+                else:
+                    archived = ", ".join(result.archived) or "none"
+                    st.session_state["cmp_promoted"] = (
+                        f"{result.model_id} is now champion (was {result.previous_stage}); "
+                        f"archived: {archived}. The warehouse's model list catches up on the next "
+                        "`fraudlens` command.")
+                    resources._manifests_at.clear()  # the registry changed: list it anew
+                    st.rerun()
+    else:
+        st.caption("Promoting a model needs the ML engineer role.")
+
+
+# One section at a time: only the open tab runs and is sent to the browser (the whole report
+# was 83 elements), and the open tab is in the URL (`compare?section=Disagreements`).
+SECTIONS = {"Metrics": _metrics, "Cost": _cost, "Over time and SLA": _over_time,
+            "Explanations": _explanations, "Disagreements": _disagreements,
+            "Thresholds": _thresholds, "Pruning": _pruning, "Decide": _decide}
+for tab, draw in zip(st.tabs(list(SECTIONS), key="section", bind="query-params"),
+                     SECTIONS.values(), strict=True):
+    if tab.open:
+        with tab:
+            draw()

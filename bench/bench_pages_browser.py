@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -238,8 +239,19 @@ def _open(ctx, url: str):
 
 
 def _choose(page, label: str, option_index: int) -> None:
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option").nth(option_index).click()
+    """Pick an option of a select box; one below the fold is scrolled to first (its list
+    closes when the page scrolls under it), and the opening is retried once."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.scroll_into_view_if_needed()
+    for attempt in range(2):
+        box.click()
+        try:
+            page.get_by_role("option").nth(option_index).click(timeout=10_000)
+            return
+        except Exception:
+            if attempt:
+                raise
+            page.keyboard.press("Escape")
 
 
 def _start_date(page, day) -> None:
@@ -279,7 +291,9 @@ def interactions(ctx, base: str, start) -> dict:
     page = _open(ctx, base + "/review")
     out["mine a week"] = interact(
         page, lambda p: p.get_by_role("button", name="Mine findings").click())
-    out["open another finding"] = interact(page, lambda p: _choose(p, "Finding", 1))
+    mined = page.get_by_text(re.compile(r"^\d+ findings, mined ")).first.inner_text()
+    if int(mined.split()[0]) > 1:  # a week may hold a single finding
+        out["open another finding"] = interact(page, lambda p: _choose(p, "Finding", 1))
     page.close()
     return out
 

@@ -25,7 +25,7 @@ PAGES = (
     ("home", "home", "FraudLens"),
     ("case_explorer", "cases?txn={txn}&model={model}", "Case {txn}"),
     ("global_patterns", "patterns", "Global Patterns"),
-    ("model_comparison", "compare", "Where the models disagree"),
+    ("model_comparison", "compare", "Metrics"),
     ("pattern_review", "review", "Pattern Review"),
     ("monitoring", "monitoring", "Monitoring"),
 )

@@ -92,7 +92,7 @@ def pruning_section(model_ids: Sequence[str], sla_p99_ms: float) -> None:
 
 
 def comparison_sections(report: Any) -> None:
-    """Model Comparison's classifier statistics and pruning frontier, below its metrics."""
+    """Model Comparison's classifier statistics (its "Thresholds" tab)."""
     st.subheader("Classifier statistics at a threshold")
     thresholds = {t.model: t.threshold for t in report.thresholds}
     try:
@@ -101,5 +101,3 @@ def comparison_sections(report: Any) -> None:
         st.error(str(exc))
     else:
         classifier_panel(stats, thresholds, key="cmp_cls")
-    st.subheader("Pruning for the SLA")
-    pruning_section(report.model_ids, report.settings.sla_p99_ms)

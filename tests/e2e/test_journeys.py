@@ -294,9 +294,8 @@ def test_ml_engineer_compares_the_two_candidates(browser_page: Page, demo_app, s
     base_url = demo_app("mle")
     open_page(page, f"{base_url}/compare", "Model Comparison")
     candidates = page.get_by_test_id("stMultiSelect").filter(has_text="Candidates")
-    expect(page.get_by_role("heading", name="Where the models disagree")).to_be_visible(
-        timeout=COMPARE_LOAD_MS)
-    settle(page, COMPARE_LOAD_MS)  # the page is still drawing its later sections
+    expect(page.get_by_role("heading", name="Metrics")).to_be_visible(timeout=COMPARE_LOAD_MS)
+    settle(page, COMPARE_LOAD_MS)
     chosen = MODEL_ID.findall(candidates.inner_text())
     assert len(chosen) == 2, candidates.inner_text()
 
@@ -307,6 +306,15 @@ def test_ml_engineer_compares_the_two_candidates(browser_page: Page, demo_app, s
     interval = re.compile(r"^0\.\d{4}\s+\[0\.\d{4} – [01]\.\d{4}\]$")
     assert interval.match(roc[1]) and interval.match(roc[2]), roc
 
+    fit_page(page)
+    screenshot(page, "journey_compare_metrics")
+
+    page.get_by_role("tab", name="Disagreements").click()  # one section at a time
+    expect(page.get_by_role("heading", name="Where the models disagree")).to_be_visible(
+        timeout=PAGE_LOAD_MS)
+    assert page.url.endswith("/compare?section=Disagreements")  # a section can be linked to
+    expect(page.get_by_role("heading", name="Metrics")).to_have_count(0)
+    settle(page)
     disagreements = grid_rows(frames.filter(has_text="flagged only by").first)
     header = disagreements[0]
     assert header[:4] == ["transaction", "time (UTC)", "amount (USD)", "flagged only by"]

@@ -226,7 +226,7 @@ def test_promotion_is_refused_when_it_cannot_be_audited(workspace_copy: Path) ->
 # --------------------------------------------------------------------------- the page
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path):
+def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path, section: str | None = None):
     from streamlit.testing.v1 import AppTest
 
     from app.shell.auth import TEST_PRINCIPAL_KEY, Principal
@@ -240,6 +240,8 @@ def _app(monkeypatch: pytest.MonkeyPatch, workspace: Path):
                                                      name="MLE", role="mle")
     at.run()  # st.navigation registers the pages; switch_page matches them
     at.switch_page("app_pages/model_comparison.py")
+    if section is not None:  # the open tab, as `compare?section=...` opens it
+        at.query_params["section"] = section
     return at.run()
 
 
@@ -254,14 +256,28 @@ def test_page_shows_both_models_metrics(monkeypatch: pytest.MonkeyPatch,
         assert model in metrics.columns
         assert re.match(r"[01]\.\d{4}  \[[01]\.\d{4} – [01]\.\d{4}\]",
                         metrics.loc[0, model])
-    assert {"Holdout", "Metrics", "Serving SLA", "Where the models disagree", "Decide"} <= {
-        s.value for s in at.subheader}
+    shown = {s.value for s in at.subheader}
+    assert {"Holdout", "Metrics"} <= shown  # the first tab opens by default
+    assert not {"Serving SLA", "Where the models disagree", "Decide"} & shown  # the others wait
+    n_metrics = len(at.dataframe)
+    sections = {"Cost": "Cost at each model's best threshold", "Over time and SLA":
+                "Serving SLA", "Explanations": "Explanations compared",
+                "Disagreements": "Where the models disagree",
+                "Thresholds": "Classifier statistics at a threshold",
+                "Pruning": "Pruning for the SLA", "Decide": "Decide"}
+    for section, heading in sections.items():
+        at.session_state["section"] = section  # what clicking the tab does
+        at.run()
+        assert not at.exception and not at.error, section
+        shown = {s.value for s in at.subheader}
+        assert {"Holdout", heading} <= shown and "Metrics" not in shown, (section, shown)
     assert at.button(key="FormSubmitter:cmp_promote-Promote to champion")
+    assert n_metrics == 2  # the exclusions and the metrics, nothing of the other tabs
 
 
 def test_page_promotion_changes_the_registry_and_is_audited(
         monkeypatch: pytest.MonkeyPatch, workspace_copy: Path) -> None:
-    at = _app(monkeypatch, workspace_copy)
+    at = _app(monkeypatch, workspace_copy, section="Decide")
     assert not at.exception, at.exception
     assert at.selectbox(key="cmp_promote_model").value is None  # no default choice
     at.text_input(key="cmp_promote_reason").input("")
