@@ -295,6 +295,12 @@ def interactions(ctx, base: str, start) -> dict:
     if int(mined.split()[0]) > 1:  # a week may hold a single finding
         out["open another finding"] = interact(page, lambda p: _choose(p, "Finding", 1))
     page.close()
+
+    page = _open(ctx, base + "/compare")
+    for section in ("Disagreements", "Cost"):
+        out[f"open a comparison section: {section}"] = interact(
+            page, lambda p, s=section: p.get_by_role("tab", name=s, exact=True).click())
+    page.close()
     return out
 
 
