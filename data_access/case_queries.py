@@ -25,6 +25,7 @@ __all__ = [
     "ScoreRanking",
     "account_timeline",
     "account_transactions",
+    "any_transaction",
     "case_scores",
     "case_summaries",
     "fetch_queue",
@@ -112,6 +113,12 @@ def _with_outcome(df: pd.DataFrame) -> pd.DataFrame:
 def _outcome(is_fraud: pd.Series) -> pd.Series:
     mapped = is_fraud.map({1: "fraud", 0: "legit"})
     return mapped.astype(object).where(is_fraud.notna(), "unlabelled")
+
+
+def any_transaction(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One transaction, every column (PII included: never cache or show it); 0 rows when the
+    lake is empty. For warming the explainers up, not for analysts."""
+    return fetch_df(con, "SELECT * FROM transactions LIMIT 1")
 
 
 def transaction_row(con: duckdb.DuckDBPyConnection, transaction_id: str) -> pd.DataFrame:

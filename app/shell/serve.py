@@ -4,8 +4,9 @@ start does not pay for it: the model libraries are imported (xgboost, catboost, 
 and scipy take ~3 s on 2 cores), the workspace, its lake (listing, footer checks, views) and the
 journal are opened, every registered model is loaded and verified, and the pages' default views
 are computed for the lake's data version (kept on disk, `warm.warm_defaults`), all before the
-server answers its health check. While it serves, new data in the lake is warmed the same way on
-a background thread, so the first visit after an import reads results instead of scanning.
+server answers its health check. The SHAP engine's kernels are compiled on a thread just
+after. While it serves, new data in the lake is warmed the same way on a background thread, so
+the first visit after an import reads results instead of scanning.
 A warm-up failure is logged and the server starts anyway; the pages then show the problem as
 they would have.
 """
@@ -80,10 +81,32 @@ def follow_new_data(every_s: float = 2.0) -> threading.Thread:
     return thread
 
 
+def compile_explainers() -> threading.Thread:
+    """Build the SHAP engine's compiled kernels on a daemon thread while the server already
+    answers (`warm.compile_explainers`; seconds of compiling that would otherwise fall on the
+    first what-if)."""
+    from app.shell import warm
+
+    def run() -> None:
+        t = time.perf_counter()
+        try:
+            done = warm.compile_explainers()
+        except Exception as exc:  # the first explanation compiles instead
+            _LOG.warning("compiling the explainers failed: %s", exc)
+        else:
+            _LOG.info("explainers compiled for %s in %.1fs", ", ".join(done) or "no model",
+                      time.perf_counter() - t)
+
+    thread = threading.Thread(target=run, name="fraudlens-compile", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     took = warm_up()
     print(f"FraudLens warmed up in {took:.1f}s", file=sys.stderr, flush=True)
+    compile_explainers()
     follow_new_data()
     from streamlit.web import cli
 

@@ -76,3 +76,21 @@ def test_the_server_warm_up_imports_opens_and_computes_before_serving(ws: Path) 
     assert took > 0
     assert _kept_files(ws)  # the default views are on disk before the first visit
     assert resources._lake_at(str(ws)).listing_age() < 10
+
+
+def test_the_explainers_are_compiled_for_every_live_model(ws: Path) -> None:
+    from explainers import tree_kernel_jit
+
+    done = warm.compile_explainers()
+    models = [m.key for m in Workspace(ws).registry.list() if m.stage != "archived"]
+    assert sorted(done) == sorted(models) and len(done) == 2
+    # the XGBoost model went through the numba kernel, which is now compiled
+    assert tree_kernel_jit.contributions_row.signatures or \
+        tree_kernel_jit.contributions_rows.signatures
+
+
+def test_compiling_the_explainers_on_an_empty_lake_does_nothing(
+        ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm.case_queries, "any_transaction",
+                        lambda con: pd.DataFrame({"transaction_id": []}))
+    assert warm.compile_explainers() == []
