@@ -236,8 +236,9 @@ def test_account_timeline_is_the_account_join(con):
 
 def test_a_cached_ranking_ranks_as_counting_does(con, top_case: str):
     rankings = {m: case_queries.score_ranking(con, m) for m in (XGB, CATBOOST)}
-    ids = [top_case, *con.execute("SELECT transaction_id FROM scores USING SAMPLE reservoir(20 ROWS) "
-                                  "REPEATABLE (7)").df()["transaction_id"]]
+    ids = [top_case, *con.execute("SELECT transaction_id FROM scores "
+                                  "USING SAMPLE reservoir(20 ROWS) REPEATABLE (7)"
+                                  ).df()["transaction_id"]]
     for txn in ids:
         got = case_queries.case_scores(con, txn, rankings.__getitem__)
         for row in got.itertuples():
