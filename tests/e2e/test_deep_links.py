@@ -24,11 +24,11 @@ def test_no_legacy_pages_folder_beside_the_router():
         "a pages/ folder beside streamlit_app.py turns on Streamlit's legacy page discovery"
 
 
-@pytest.mark.parametrize(("path", "heading"), [("audit", "Audit Trail"),
-                                               ("review", "Pattern Review")])
 def test_the_first_session_of_a_fresh_server_opens_its_deep_link(
-        browser_page: Page, app_server, workspace_copy: Path, path: str, heading: str):
-    # a server of its own on a private workspace, whose first session is this deep link
+        browser_page: Page, app_server, workspace_copy: Path):
+    # a server of its own on a private workspace, whose first session is this deep link (a
+    # page whose file name is not its URL: `audit` is app_pages/audit_trail.py)
+    path, heading = "audit", "Audit Trail"
     base_url = app_server(workspace_copy, {"FRAUDLENS_DEMO_MODE": "1",
                                            "FRAUDLENS_DEMO_ROLE": "admin"})
     page = browser_page
