@@ -196,7 +196,9 @@ def score_ranking(con: duckdb.DuckDBPyConnection, model_id: str) -> ScoreRanking
     scored = con.execute("SELECT count(*) FROM scores WHERE model_id = ?", [model_id]).fetchone()
     values = con.execute("SELECT score FROM scores WHERE model_id = ? AND score IS NOT NULL",
                          [model_id]).fetchnumpy()["score"]
-    return ScoreRanking(np.sort(np.asarray(values, dtype=np.float64)), int(scored[0]))
+    ascending = np.sort(np.asarray(values, dtype=np.float64))
+    ascending.setflags(write=False)  # shared between sessions in the app
+    return ScoreRanking(ascending, int(scored[0]))
 
 
 def case_scores(con: duckdb.DuckDBPyConnection, transaction_id: str,

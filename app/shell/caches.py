@@ -207,11 +207,17 @@ transaction = _on_cursor(case_queries.transaction_row)  # PII: never cached, mas
 account_cases = _on_cursor(case_queries.account_transactions)  # a typed account id: not cached
 
 
-@_per_workspace(ttl=_TTL, max_entries=8)
-def score_ranking(model_id: str) -> case_queries.ScoreRanking:
-    """The model's scores, sorted once per data version: a case's rank is a binary search."""
+@st.cache_resource(ttl=_TTL, max_entries=8, show_spinner=False)
+def _score_ranking(path: str, version: str, model_id: str) -> case_queries.ScoreRanking:
     with _cursor() as cur:
         return case_queries.score_ranking(cur, model_id)
+
+
+def score_ranking(model_id: str) -> case_queries.ScoreRanking:
+    """The model's scores, sorted once per data version: a case's rank is a binary search.
+    One shared, read-only copy (a resource, not data: 8 bytes a scored row would otherwise
+    be copied on every case opened)."""
+    return _score_ranking(str(workspace().path), data_version(), model_id)
 
 
 @_per_workspace(ttl=60, max_entries=256)
